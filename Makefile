@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Out-of-tree build of rust_pagefault_demo.ko, in the shape of Rust-for-Linux's
+# out-of-tree template, plus the project's own targets.
+#
+#   make KDIR=/path/to/rust-enabled/tree   build against any configured tree
+#   make                                   build against the project's VM kernel
+#   make run | test | bench                the demo, all tests, the benchmark
+#
+# Without KDIR the build runs inside the project's build root (see scripts/),
+# because a Rust module must be built by the same rustc as its kernel.
+
+KDIR ?=
+LLVM ?= 1
+FLAVOUR ?= default
+export FLAVOUR CLIPPY
+
+ifneq ($(KDIR),)
+KBUILD = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) $(if $(MO),MO=$(MO))
+
+default: modules
+modules:
+	$(KBUILD) modules
+modules_install:
+	$(KBUILD) modules_install
+clean:
+	$(KBUILD) clean
+rust-analyzer:
+	$(KBUILD) rust-analyzer
+else
+IN_ROOT = scripts/module.sh
+
+default: modules
+modules:
+	$(IN_ROOT) modules
+modules_install:
+	$(IN_ROOT) modules_install
+clean:
+	$(IN_ROOT) clean
+	rm -rf user/target
+rust-analyzer:
+	$(IN_ROOT) rust-analyzer
+endif
+
+# rustfmt with the kernel's .rustfmt.toml (check only; `make fmt` rewrites).
+fmtcheck:
+	scripts/fmt.sh --check
+fmt:
+	scripts/fmt.sh
+
+buildroot:
+	scripts/buildroot.sh
+kernel:
+	scripts/kernel.sh $(FLAVOUR)
+run:
+	scripts/run.sh
+test:
+	scripts/test.sh
+bench:
+	scripts/bench.sh
+
+.PHONY: default modules modules_install clean rust-analyzer fmtcheck fmt buildroot kernel run test bench

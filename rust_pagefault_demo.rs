@@ -1,0 +1,1021 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Demand paging, made visible.
+//!
+//! When a program calls `malloc`, it gets a virtual address and nothing else: no physical
+//! memory stands behind it yet. The first time the program touches that address, the MMU
+//! walks the process's page table, finds no entry, and raises a page fault. The kernel's fault
+//! handler allocates a physical frame, writes the page-table entry, and the faulting
+//! instruction runs again, this time successfully.
+//!
+//! This module performs that same story with its own fault handler, written in Rust, so each
+//! step can be watched:
+//!
+//! 1. A program opens `/dev/rust_pagefault_demo` (a new *instance*) and `mmap`s it. It gets a
+//!    range of virtual addresses; [`Instance::mmap`] only checks the request and installs our
+//!    `vm_operations`: no frame is allocated.
+//! 2. The program touches a page. The MMU finds no page-table entry and the CPU enters the
+//!    kernel's page-fault path, which calls our `fault` operation.
+//! 3. [`Instance::fault`] looks the page offset up in the instance's [`FrameTable`]. On the
+//!    first touch it allocates one zeroed frame (charged to the toucher's memory cgroup, as
+//!    anonymous memory is), and maps it with `vm_insert_page`, which fills the page-table
+//!    entry. Later faults on the same offset (another mapping, a remap, a forked child) map the
+//!    same frame.
+//! 4. The fault returns, the instruction is restarted, and the access succeeds.
+//!
+//! Everything is counted. debugfs (`/sys/kernel/debug/rust_pagefault_demo/`, root only) shows
+//! the counters (`stats`), every live frame with its page frame number (`frames`), and a
+//! histogram of the handler's own latency (`latency`); `/proc/<pid>/fdinfo/<fd>` shows which
+//! instance a file is. The user-space tools compare the PFNs with `/proc/<pid>/pagemap`, the
+//! kernel's own record of what each virtual page maps to.
+//!
+//! Limits: an instance is `max_pages` pages long (a mapping beyond that fails with `EINVAL`),
+//! and all instances together hold at most `max_total_pages` frames (a fault past that gets
+//! `SIGBUS`). Frames live as long as the instance: they survive `munmap` and are freed at the
+//! last `close`.
+//!
+//! The kernel crate has no abstraction for `vm_operations_struct` yet. The few raw bindings
+//! that this needs live in the [`vm`] module below, each behind a safe interface; the rest of
+//! the file is safe Rust.
+
+use core::fmt;
+use kernel::{
+    debugfs,
+    fs::File,
+    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    mm::virt::{VmaMixedMap, VmaNew},
+    new_mutex,
+    page::{BorrowedPage, PAGE_MASK, PAGE_SHIFT},
+    prelude::*,
+    seq_file::{seq_print, SeqFile},
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, ArcBorrow, Mutex,
+    },
+    time::{Instant, Monotonic},
+    xarray::{AllocKind, XArray},
+};
+
+module! {
+    type: PagefaultDemo,
+    name: "rust_pagefault_demo",
+    authors: ["The rust_pagefault_demo developers"],
+    description: "Demand paging made visible: a Rust mmap fault handler with debugfs evidence",
+    license: "GPL",
+    params: {
+        max_pages: u64 {
+            default: 65536,
+            description: "Pages per instance (1..=16777216); a larger mmap fails with EINVAL",
+        },
+        max_total_pages: u64 {
+            default: 0,
+            description: "Live frames of all instances at most (0: a quarter of RAM)",
+        },
+    },
+}
+
+/// The limits the module runs with, validated from the module parameters at load time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Limits {
+    /// Pages per instance.
+    max_pages: usize,
+    /// Live frames of all instances together.
+    max_total_pages: usize,
+}
+
+impl Limits {
+    /// The largest instance: 64 GiB of 4 KiB pages keeps every page offset and byte length
+    /// far from overflowing.
+    const MAX_PAGES_LIMIT: u64 = 1 << 24;
+
+    /// Validates the module parameters against the machine's RAM (in pages).
+    ///
+    /// `max_total_pages == 0` means a quarter of RAM. A cap larger than RAM is refused: it
+    /// would never stop anything. A cap smaller than `max_pages` is allowed; then the cap, not
+    /// the size, stops an instance's growth.
+    fn new(max_pages: u64, max_total_pages: u64, ram_pages: usize) -> Result<Self, &'static str> {
+        if max_pages == 0 || max_pages > Self::MAX_PAGES_LIMIT {
+            return Err("max_pages must be between 1 and 16777216");
+        }
+        let max_total_pages = match max_total_pages {
+            0 => (ram_pages / 4).max(1),
+            n if n > ram_pages as u64 => {
+                return Err("max_total_pages must not exceed the machine's RAM in pages")
+            }
+            n => n as usize,
+        };
+        Ok(Self {
+            max_pages: max_pages as usize,
+            max_total_pages,
+        })
+    }
+}
+
+/// A log2 histogram of nanoseconds: bucket `b` counts values in `[2^(b-1), 2^b)`, bucket 0
+/// counts zero.
+struct Histogram {
+    buckets: [Atomic<u64>; Histogram::BUCKETS],
+}
+
+impl Histogram {
+    const BUCKETS: usize = 40;
+
+    const fn new() -> Self {
+        Self {
+            buckets: [const { Atomic::new(0) }; Histogram::BUCKETS],
+        }
+    }
+
+    /// The bucket of `ns`; the last bucket also takes everything above 2^38 ns.
+    fn bucket(ns: u64) -> usize {
+        ((u64::BITS - ns.leading_zeros()) as usize).min(Self::BUCKETS - 1)
+    }
+
+    fn record(&self, ns: u64) {
+        self.buckets[Self::bucket(ns)].add(1, Relaxed);
+    }
+}
+
+impl fmt::Display for Histogram {
+    /// One line per non-empty bucket: `<upper bound in ns> <count>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "# le_ns count")?;
+        for (b, count) in self.buckets.iter().enumerate() {
+            let count = count.load(Relaxed);
+            if count != 0 {
+                writeln!(f, "{} {}", 1u64 << b, count)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The module's counters. Plain relaxed atomics: the fault path takes no global lock.
+struct Stats {
+    faults: Atomic<u64>,
+    read_faults: Atomic<u64>,
+    write_faults: Atomic<u64>,
+    frames_allocated: Atomic<u64>,
+    frames_freed: Atomic<u64>,
+    sigbus: Atomic<u64>,
+    oom: Atomic<u64>,
+    instances: Atomic<u64>,
+    instances_opened: Atomic<u64>,
+    mmap_refused: Atomic<u64>,
+    latency: Histogram,
+}
+
+impl Stats {
+    const fn new() -> Self {
+        Self {
+            faults: Atomic::new(0),
+            read_faults: Atomic::new(0),
+            write_faults: Atomic::new(0),
+            frames_allocated: Atomic::new(0),
+            frames_freed: Atomic::new(0),
+            sigbus: Atomic::new(0),
+            oom: Atomic::new(0),
+            instances: Atomic::new(0),
+            instances_opened: Atomic::new(0),
+            mmap_refused: Atomic::new(0),
+            latency: Histogram::new(),
+        }
+    }
+
+    /// Writes `name value` lines; `frames_live` is the budget's count (see [`FrameBudget`]).
+    fn write(&self, f: &mut fmt::Formatter<'_>, budget: &FrameBudget) -> fmt::Result {
+        let counters = [
+            ("faults", &self.faults),
+            ("read_faults", &self.read_faults),
+            ("write_faults", &self.write_faults),
+            ("frames_allocated", &self.frames_allocated),
+            ("frames_freed", &self.frames_freed),
+            ("sigbus", &self.sigbus),
+            ("oom", &self.oom),
+            ("instances", &self.instances),
+            ("instances_opened", &self.instances_opened),
+            ("mmap_refused", &self.mmap_refused),
+        ];
+        for (name, value) in counters {
+            writeln!(f, "{name} {}", value.load(Relaxed))?;
+        }
+        writeln!(f, "frames_live {}", budget.live())?;
+        writeln!(f, "max_total_pages {}", budget.cap())
+    }
+}
+
+/// Counts live frames of all instances against the `max_total_pages` cap.
+///
+/// A frame is reserved before it is allocated, so concurrent faults can never overshoot the
+/// cap; a reservation that is not committed gives its slot back when dropped.
+struct FrameBudget {
+    live: Atomic<usize>,
+    cap: Atomic<usize>,
+}
+
+impl FrameBudget {
+    const fn new(cap: usize) -> Self {
+        Self {
+            live: Atomic::new(0),
+            cap: Atomic::new(cap),
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.live.load(Relaxed)
+    }
+
+    fn cap(&self) -> usize {
+        self.cap.load(Relaxed)
+    }
+
+    /// Reserves one frame, or returns `None` when the cap is reached.
+    fn reserve(&self) -> Option<Reservation<'_>> {
+        let cap = self.cap();
+        let mut live = self.live();
+        loop {
+            if live >= cap {
+                return None;
+            }
+            match self.live.cmpxchg(live, live + 1, Relaxed) {
+                Ok(_) => return Some(Reservation { budget: self }),
+                Err(now) => live = now,
+            }
+        }
+    }
+
+    /// Gives back `n` committed frames.
+    fn release(&self, n: usize) {
+        self.live.fetch_sub(n, Relaxed);
+    }
+}
+
+/// One reserved frame of a [`FrameBudget`]: given back on drop unless committed.
+#[must_use]
+struct Reservation<'a> {
+    budget: &'a FrameBudget,
+}
+
+impl Reservation<'_> {
+    /// Keeps the frame counted; [`FrameBudget::release`] gives it back later.
+    fn commit(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.release(1);
+    }
+}
+
+static STATS: Stats = Stats::new();
+static BUDGET: FrameBudget = FrameBudget::new(0);
+static MAX_PAGES: Atomic<usize> = Atomic::new(0);
+static NEXT_INSTANCE_ID: Atomic<u64> = Atomic::new(1);
+
+kernel::sync::global_lock! {
+    // SAFETY: `PagefaultDemo::init` initialises it before the device and debugfs exist, which
+    // are its only users.
+    unsafe(uninit) static INSTANCES: Mutex<KVec<Arc<Instance>>> = KVec::new();
+}
+
+/// The frames of one instance, indexed by page offset.
+///
+/// Lookups take only the XArray's spinlock; inserts are also serialised by `insert`, so that
+/// the check for an existing frame and the store are one step even when the XArray drops its
+/// lock to allocate a node. A frame costs the table one XArray slot (8 bytes, plus about 1/64
+/// of a 576-byte node): about 9 bytes of metadata per 4 KiB frame.
+///
+/// # Invariants
+///
+/// Frames are only ever added, never removed or replaced, until the table is dropped. So a
+/// frame found in the table stays valid for as long as the table is borrowed.
+#[pin_data]
+struct FrameTable {
+    #[pin]
+    frames: XArray<vm::Frame>,
+    /// Serialises writers of `frames`; readers do not take it.
+    #[pin]
+    insert: Mutex<()>,
+    /// The number of frames in `frames`.
+    count: Atomic<usize>,
+    /// One past the highest page offset in `frames`.
+    end: Atomic<usize>,
+}
+
+impl FrameTable {
+    fn new() -> impl PinInit<Self> {
+        // INVARIANT: the table starts empty.
+        pin_init!(Self {
+            frames <- XArray::new(AllocKind::Alloc),
+            insert <- new_mutex!(()),
+            count: Atomic::new(0),
+            end: Atomic::new(0),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.count.load(Relaxed)
+    }
+
+    /// The frame at `pgoff`, if there is one.
+    fn get(&self, pgoff: usize) -> Option<BorrowedPage<'_>> {
+        let frame = self.frames.lock().get(pgoff)?.as_page_ptr();
+        // SAFETY: the frame was in the table, and by the type invariant it stays there, valid,
+        // for as long as `self` is borrowed.
+        Some(unsafe { vm::Frame::borrow_ptr(frame) })
+    }
+
+    /// Stores `frame` at `pgoff` unless a frame is there already.
+    ///
+    /// Returns the frame now in the table and whether it is `frame` (`true`) or one that was
+    /// there before (`false`; `frame` is then freed).
+    fn get_or_insert(&self, pgoff: usize, frame: vm::Frame) -> Result<(BorrowedPage<'_>, bool)> {
+        let _writer = self.insert.lock();
+        let mut frames = self.frames.lock();
+        if let Some(existing) = frames.get(pgoff) {
+            let existing = existing.as_page_ptr();
+            drop(frames);
+            drop(frame);
+            // SAFETY: as in `get`: entries are never removed while `self` is borrowed.
+            return Ok((unsafe { vm::Frame::borrow_ptr(existing) }, false));
+        }
+        let stored = frame.as_page_ptr();
+        // Only `_writer`'s holder stores, so the slot is still empty when `store` takes the
+        // XArray lock again after allocating; `store` returns the previous entry, `None`.
+        let previous = frames.store(pgoff, frame, GFP_KERNEL)?;
+        drop(frames);
+        if previous.is_some() {
+            // Unreachable by the argument above. Freeing the entry could free a mapped frame,
+            // so it is leaked rather than dropped, and the bug is reported.
+            pr_err!("frame table: slot {pgoff} was refilled under the writer lock\n");
+            core::mem::forget(previous);
+        }
+        self.count.add(1, Relaxed);
+        let mut end = self.end.load(Relaxed);
+        while end <= pgoff {
+            match self.end.cmpxchg(end, pgoff + 1, Relaxed) {
+                Ok(_) => break,
+                Err(now) => end = now,
+            }
+        }
+        // SAFETY: `stored` is now in the table, where it stays while `self` is borrowed.
+        Ok((unsafe { vm::Frame::borrow_ptr(stored) }, true))
+    }
+
+    /// Calls `f(pgoff, pfn)` for every frame, in page-offset order. The table's lock is taken
+    /// per lookup, never while `f` runs.
+    fn for_each(&self, mut f: impl FnMut(usize, usize) -> fmt::Result) -> fmt::Result {
+        for pgoff in 0..self.end.load(Relaxed) {
+            if let Some(page) = self.get(pgoff) {
+                f(pgoff, vm::pfn(&page))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One open file of the device: its own frames, shared by all its mappings.
+#[pin_data(PinnedDrop)]
+struct Instance {
+    /// Unique among the instances of this module load; shown in fdinfo and `frames`.
+    id: u64,
+    /// The instance's size in pages (`max_pages` when it was opened).
+    size: usize,
+    #[pin]
+    table: FrameTable,
+}
+
+impl Instance {
+    fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            id: NEXT_INSTANCE_ID.fetch_add(1, Relaxed),
+            size: MAX_PAGES.load(Relaxed),
+            table <- FrameTable::new(),
+        })
+    }
+
+    /// Maps the frame of `pgoff` at `address`, allocating it on the first touch.
+    fn map(&self, vma: &VmaMixedMap, pgoff: usize, address: usize) -> vm::FaultOutcome {
+        if pgoff >= self.size {
+            // mmap refuses such ranges and VM_DONTEXPAND stops growth: only a kernel bug gets
+            // here, and it must not get a frame.
+            STATS.sigbus.add(1, Relaxed);
+            return vm::FaultOutcome::Sigbus;
+        }
+        let page = match self.table.get(pgoff) {
+            Some(page) => page,
+            None => match self.populate(pgoff) {
+                Ok(page) => page,
+                Err(outcome) => return outcome,
+            },
+        };
+        match vma.vm_insert_page(address & PAGE_MASK, &page) {
+            // EBUSY: a thread of the same process mapped it first; the access will succeed.
+            Ok(()) => vm::FaultOutcome::Mapped,
+            Err(e) if e == EBUSY => vm::FaultOutcome::Mapped,
+            Err(e) if e == ENOMEM => {
+                STATS.oom.add(1, Relaxed);
+                vm::FaultOutcome::Oom
+            }
+            Err(_) => {
+                STATS.sigbus.add(1, Relaxed);
+                vm::FaultOutcome::Sigbus
+            }
+        }
+    }
+
+    /// Allocates the frame of `pgoff`, or finds the one a concurrent fault just stored.
+    fn populate(&self, pgoff: usize) -> Result<BorrowedPage<'_>, vm::FaultOutcome> {
+        let Some(reservation) = BUDGET.reserve() else {
+            STATS.sigbus.add(1, Relaxed);
+            return Err(vm::FaultOutcome::Sigbus);
+        };
+        let oom = || {
+            STATS.oom.add(1, Relaxed);
+            vm::FaultOutcome::Oom
+        };
+        let frame = vm::Frame::alloc_zeroed().map_err(|_| oom())?;
+        let (page, inserted) = self.table.get_or_insert(pgoff, frame).map_err(|_| oom())?;
+        if inserted {
+            reservation.commit();
+            STATS.frames_allocated.add(1, Relaxed);
+        }
+        Ok(page)
+    }
+}
+
+impl vm::FaultHandler for Instance {
+    fn fault(&self, vma: &VmaMixedMap, fault: &vm::Fault) -> vm::FaultOutcome {
+        let start = Instant::<Monotonic>::now();
+        STATS.faults.add(1, Relaxed);
+        if fault.write {
+            STATS.write_faults.add(1, Relaxed);
+        } else {
+            STATS.read_faults.add(1, Relaxed);
+        }
+        let outcome = self.map(vma, fault.pgoff, fault.address);
+        STATS
+            .latency
+            .record(u64::try_from(start.elapsed().as_nanos()).unwrap_or(0));
+        outcome
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Instance {
+    fn drop(self: Pin<&mut Self>) {
+        // The XArray frees the frames right after this; count them as freed now.
+        let n = self.table.len();
+        STATS.frames_freed.add(n as u64, Relaxed);
+        STATS.instances.fetch_sub(1, Relaxed);
+        BUDGET.release(n);
+    }
+}
+
+#[vtable]
+impl MiscDevice for Instance {
+    type Ptr = Arc<Instance>;
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Instance>> {
+        let instance = Arc::pin_init(Instance::new(), GFP_KERNEL)?;
+        INSTANCES.lock().push(instance.clone(), GFP_KERNEL)?;
+        STATS.instances.add(1, Relaxed);
+        STATS.instances_opened.add(1, Relaxed);
+        Ok(instance)
+    }
+
+    fn release(instance: Arc<Instance>, _file: &File) {
+        INSTANCES.lock().retain(|i| i.id != instance.id);
+        // The last reference frees the frames: no mapping is left, since every VMA of this
+        // file holds a reference on the file and release runs only after the last one is gone.
+    }
+
+    fn mmap(instance: ArcBorrow<'_, Instance>, _file: &File, vma: &VmaNew) -> Result {
+        let refuse = |e: Error| {
+            STATS.mmap_refused.add(1, Relaxed);
+            Err(e)
+        };
+        let pages = (vma.end() - vma.start()) >> PAGE_SHIFT;
+        let pgoff = vm::pgoff(vma);
+        match pgoff.checked_add(pages) {
+            Some(end) if pages > 0 && end <= instance.size => {}
+            _ => return refuse(EINVAL),
+        }
+        // Data frames have no business being executed.
+        if vma.executable() {
+            return refuse(EPERM);
+        }
+        vma.try_clear_mayexec()?;
+        // Growth by mremap is refused: the size is checked here, once.
+        vma.set_dontexpand();
+        let vma = vma.set_mixedmap();
+        // SAFETY: `vma` maps this file, so it holds a reference on the file for as long as it
+        // (or a copy made by fork or split) exists, and the file holds `instance` until its
+        // release, which runs only after the last such reference is dropped.
+        unsafe { vm::install(vma, &*instance) };
+        Ok(())
+    }
+
+    fn show_fdinfo(instance: ArcBorrow<'_, Instance>, m: &SeqFile, _file: &File) {
+        seq_print!(
+            m,
+            "instance:\t{}\nframes:\t{}\nsize_pages:\t{}\n",
+            instance.id,
+            instance.table.len(),
+            instance.size
+        );
+    }
+}
+
+/// The `frames` debugfs file: a header, then `instance pgoff pfn phys` per live frame.
+fn write_frames(f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "# instance pgoff pfn phys")?;
+    let instances = INSTANCES.lock();
+    for instance in instances.iter() {
+        instance.table.for_each(|pgoff, pfn| {
+            writeln!(
+                f,
+                "{} {} {:#x} {:#x}",
+                instance.id,
+                pgoff,
+                pfn,
+                pfn << PAGE_SHIFT
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[pin_data]
+struct PagefaultDemo {
+    #[pin]
+    misc: MiscDeviceRegistration<Instance>,
+    #[pin]
+    stats: debugfs::File<()>,
+    #[pin]
+    frames: debugfs::File<()>,
+    #[pin]
+    latency: debugfs::File<()>,
+    _dir: debugfs::Dir,
+}
+
+impl kernel::InPlaceModule for PagefaultDemo {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        let limits = Limits::new(
+            module_parameters::max_pages.value(),
+            module_parameters::max_total_pages.value(),
+            vm::ram_pages(),
+        );
+        let setup = match limits {
+            Ok(limits) => {
+                MAX_PAGES.store(limits.max_pages, Relaxed);
+                BUDGET.cap.store(limits.max_total_pages, Relaxed);
+                // SAFETY: called once, before the device and debugfs files that use it exist.
+                unsafe { INSTANCES.init() };
+                pr_info!(
+                    "max_pages={} max_total_pages={}\n",
+                    limits.max_pages,
+                    limits.max_total_pages
+                );
+                Ok(())
+            }
+            Err(why) => {
+                pr_err!("invalid module parameters: {why}\n");
+                Err(EINVAL)
+            }
+        };
+        let dir = debugfs::Dir::new(c"rust_pagefault_demo");
+        try_pin_init!(Self {
+            _: { setup? },
+            stats <- dir.read_callback_file(c"stats", (), &|_, f| STATS.write(f, &BUDGET)),
+            frames <- dir.read_callback_file(c"frames", (), &|_, f| write_frames(f)),
+            latency <- dir.read_callback_file(c"latency", (), &|_, f| fmt::Display::fmt(&STATS.latency, f)),
+            _dir: dir,
+            misc <- MiscDeviceRegistration::register(MiscDeviceOptions {
+                name: c"rust_pagefault_demo",
+            }),
+        })
+    }
+}
+
+/// The raw side of the memory-management hooks, kept small and in one place.
+///
+/// The kernel crate offers `VmaNew`/`VmaMixedMap` for setting up and filling a mapping, but no
+/// abstraction for `vm_operations_struct`, the VMA's page offset, a page's PFN, or an owned
+/// page that can live in an `XArray`. This module provides exactly those, each behind a safe
+/// interface whose proof is written next to its `unsafe` block.
+mod vm {
+    use core::{marker::PhantomData, ptr::NonNull};
+    use kernel::{
+        alloc::AllocError,
+        bindings,
+        ffi::c_void,
+        mm::virt::{VmaMixedMap, VmaNew},
+        page::BorrowedPage,
+        prelude::*,
+        types::ForeignOwnable,
+    };
+
+    /// What the core asked for in one fault.
+    pub(crate) struct Fault {
+        /// Page offset in the file of the faulting page.
+        pub(crate) pgoff: usize,
+        /// The faulting user address.
+        pub(crate) address: usize,
+        /// Whether the access was a write.
+        pub(crate) write: bool,
+    }
+
+    /// How a fault ended, as the core's `vm_fault_t` knows it.
+    pub(crate) enum FaultOutcome {
+        /// The page-table entry is in place: `VM_FAULT_NOPAGE`, the access is retried.
+        Mapped,
+        /// No memory: `VM_FAULT_OOM`, the OOM killer's business.
+        Oom,
+        /// The page cannot exist: `VM_FAULT_SIGBUS`.
+        Sigbus,
+    }
+
+    impl FaultOutcome {
+        fn into_raw(self) -> bindings::vm_fault_t {
+            (match self {
+                Self::Mapped => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
+                Self::Oom => bindings::vm_fault_reason_VM_FAULT_OOM,
+                Self::Sigbus => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+            }) as bindings::vm_fault_t
+        }
+    }
+
+    /// The owner of a mapping's pages: what a VMA's `vm_private_data` points to.
+    pub(crate) trait FaultHandler: Sync + Sized {
+        /// Handles a fault of `vma`, called with the mmap lock or the VMA's lock held for
+        /// reading. Must not take the mmap lock.
+        fn fault(&self, vma: &VmaMixedMap, fault: &Fault) -> FaultOutcome;
+    }
+
+    /// The page offset of the mapping's first page in the file.
+    pub(crate) fn pgoff(vma: &VmaNew) -> usize {
+        // SAFETY: `VmaNew` guarantees that the VMA is valid and that we have exclusive access
+        // to it during the mmap hook, so this read does not race.
+        unsafe { (*vma.as_ptr()).vm_pgoff as usize }
+    }
+
+    /// Makes `handler` the owner of `vma`'s faults.
+    ///
+    /// # Safety
+    ///
+    /// `handler` must stay valid for as long as `vma`, or any VMA copied or split from it,
+    /// exists.
+    pub(crate) unsafe fn install<T: FaultHandler>(vma: &VmaMixedMap, handler: &T) {
+        let raw = vma.as_ptr();
+        // SAFETY: `install` is called from the mmap hook (it takes the `VmaMixedMap` that
+        // `VmaNew::set_mixedmap` returned), while the VMA is not yet visible to other threads,
+        // so writing these two fields does not race. The caller guarantees that `handler`
+        // outlives every VMA that will carry this pointer.
+        unsafe {
+            (*raw).vm_ops = &VmOps::<T>::TABLE;
+            (*raw).vm_private_data = core::ptr::from_ref(handler).cast_mut().cast();
+        }
+    }
+
+    /// The `vm_operations_struct` of a [`FaultHandler`].
+    struct VmOps<T>(PhantomData<T>);
+
+    impl<T: FaultHandler> VmOps<T> {
+        const TABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+            fault: Some(Self::fault),
+            map_pages: Some(Self::map_pages),
+            ..pin_init::zeroed()
+        };
+
+        /// # Safety
+        ///
+        /// Called by the core's fault path with a valid `vmf` whose VMA carries these ops.
+        unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+            // SAFETY: the core passes a valid `vmf` that lives for the whole call.
+            let (vma, fault) = unsafe {
+                let vmf = &*vmf;
+                let args = &vmf.__bindgen_anon_1;
+                (
+                    args.vma,
+                    Fault {
+                        pgoff: args.pgoff as usize,
+                        address: args.address as usize,
+                        write: vmf.flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0,
+                    },
+                )
+            };
+            // SAFETY: we are called through this VMA's `vm_ops`, which only `install::<T>` sets,
+            // together with `vm_private_data` pointing to a `T` that `install`'s caller keeps
+            // alive while the VMA exists. fork and split copy both fields together.
+            let handler = unsafe { &*(*vma).vm_private_data.cast::<T>() };
+            // SAFETY: the core holds the mmap read lock or the per-VMA read lock for the whole
+            // fault, which is what `VmaMixedMap` requires, and `VM_MIXEDMAP` was set by
+            // `VmaNew::set_mixedmap` before `install` and is never cleared.
+            let vma = unsafe { VmaMixedMap::from_raw(vma) };
+            handler.fault(vma, &fault).into_raw()
+        }
+
+        /// Fault-around: maps pages that are "readily available" near a read fault, under RCU.
+        ///
+        /// Ours maps none: `vm_insert_page` may allocate a page table and sleep, which RCU
+        /// forbids, so every page still goes through `fault` and is counted there. Having this
+        /// operation at all is what tells the core (`vmf_can_call_fault` in mm/memory.c) that
+        /// our `fault` does not need the mmap lock. Without it, every fault taken under the
+        /// per-VMA lock would be refused with `VM_FAULT_RETRY` and redone under the mmap lock:
+        /// twice the work, and faults of different threads would serialise.
+        ///
+        /// # Safety
+        ///
+        /// Called by the core; nothing is dereferenced.
+        unsafe extern "C" fn map_pages(
+            _vmf: *mut bindings::vm_fault,
+            _start_pgoff: kernel::ffi::c_ulong,
+            _end_pgoff: kernel::ffi::c_ulong,
+        ) -> bindings::vm_fault_t {
+            0
+        }
+    }
+
+    /// An owned order-0 frame, stored in an `XArray` as its bare `struct page` pointer, so a
+    /// frame costs no allocation besides the page itself.
+    ///
+    /// # Invariants
+    ///
+    /// `page` points to an order-0 page from `alloc_pages`, of which `Frame` owns one reference.
+    pub(crate) struct Frame {
+        page: NonNull<bindings::page>,
+    }
+
+    // SAFETY: a page reference may be dropped and used from any thread.
+    unsafe impl Send for Frame {}
+    // SAFETY: `Frame` has no interior mutability; shared access only reads the pointer.
+    unsafe impl Sync for Frame {}
+
+    impl Frame {
+        /// Allocates a zeroed frame, charged to the current task's memory cgroup as anonymous
+        /// memory is.
+        pub(crate) fn alloc_zeroed() -> Result<Self, AllocError> {
+            let flags = bindings::GFP_KERNEL_ACCOUNT | bindings::__GFP_ZERO;
+            // SAFETY: `alloc_pages` may sleep with these flags; we are in process context.
+            let page = unsafe { bindings::alloc_pages(flags, 0) };
+            // INVARIANT: a non-null result is a new order-0 page with one reference, ours.
+            Ok(Self {
+                page: NonNull::new(page).ok_or(AllocError)?,
+            })
+        }
+
+        pub(crate) fn as_page_ptr(&self) -> NonNull<bindings::page> {
+            self.page
+        }
+
+        /// Borrows a frame's page given its pointer.
+        ///
+        /// # Safety
+        ///
+        /// `page` must come from a [`Frame`] that stays alive for `'a`.
+        pub(crate) unsafe fn borrow_ptr<'a>(page: NonNull<bindings::page>) -> BorrowedPage<'a> {
+            // SAFETY: the caller guarantees that the frame, and so the page, outlives `'a`.
+            unsafe { BorrowedPage::from_raw(page) }
+        }
+    }
+
+    impl Drop for Frame {
+        fn drop(&mut self) {
+            // SAFETY: by the type invariant we own one reference to an order-0 page. Mappings
+            // hold references of their own, so the page is freed only when they are gone too.
+            unsafe { bindings::__free_pages(self.page.as_ptr(), 0) };
+        }
+    }
+
+    /// A borrowed frame in an `XArray`: the frame's page pointer, valid for `'a`.
+    pub(crate) struct FrameRef<'a> {
+        page: NonNull<bindings::page>,
+        _frame: PhantomData<&'a Frame>,
+    }
+
+    impl FrameRef<'_> {
+        pub(crate) fn as_page_ptr(&self) -> NonNull<bindings::page> {
+            self.page
+        }
+    }
+
+    // SAFETY: `into_foreign` returns the `struct page` pointer, which is aligned to
+    // `FOREIGN_ALIGN` because it points to a `struct page`. `from_foreign` and the borrows
+    // rebuild the pointer exactly as `into_foreign` gave it.
+    unsafe impl ForeignOwnable for Frame {
+        const FOREIGN_ALIGN: usize = core::mem::align_of::<bindings::page>();
+        type Borrowed<'a> = FrameRef<'a>;
+        type BorrowedMut<'a> = FrameRef<'a>;
+
+        fn into_foreign(self) -> *mut c_void {
+            let page = self.page;
+            // The reference `self` owned now belongs to the foreign pointer.
+            core::mem::forget(self);
+            page.as_ptr().cast()
+        }
+
+        unsafe fn from_foreign(ptr: *mut c_void) -> Self {
+            // SAFETY: the caller passes a pointer from `into_foreign`: non-null, and owning the
+            // page reference that the forgotten `Frame` owned.
+            let page = unsafe { NonNull::new_unchecked(ptr.cast()) };
+            // INVARIANT: ownership of that reference moves back into the `Frame`.
+            Self { page }
+        }
+
+        unsafe fn borrow<'a>(ptr: *mut c_void) -> FrameRef<'a> {
+            FrameRef {
+                // SAFETY: the caller passes a pointer from `into_foreign`, so it is non-null,
+                // and guarantees that its `Frame` is not reclaimed during `'a`.
+                page: unsafe { NonNull::new_unchecked(ptr.cast()) },
+                _frame: PhantomData,
+            }
+        }
+
+        unsafe fn borrow_mut<'a>(ptr: *mut c_void) -> FrameRef<'a> {
+            // SAFETY: the same requirements as `borrow`, which the caller upholds.
+            unsafe { Self::borrow(ptr) }
+        }
+    }
+
+    /// The page frame number of `page`: what `/proc/<pid>/pagemap` reports for its mappings.
+    pub(crate) fn pfn(page: &BorrowedPage<'_>) -> usize {
+        // On x86_64 with SPARSEMEM_VMEMMAP, `struct page`s form one virtual array starting at
+        // `vmemmap_base`, indexed by PFN (the C `page_to_pfn`).
+        // SAFETY: `vmemmap_base` is set during early boot and read-only afterwards.
+        let base = unsafe { bindings::vmemmap_base } as usize;
+        (page.as_ptr() as usize - base) / core::mem::size_of::<bindings::page>()
+    }
+
+    /// The machine's RAM in pages.
+    pub(crate) fn ram_pages() -> usize {
+        let mut info = core::mem::MaybeUninit::<bindings::sysinfo>::zeroed();
+        // SAFETY: `si_meminfo` fills in the `sysinfo` it is given and nothing else; all-zero
+        // bytes are a valid `sysinfo` (integers and a padding array), so it is initialised
+        // whatever `si_meminfo` writes.
+        let info = unsafe {
+            bindings::si_meminfo(info.as_mut_ptr());
+            info.assume_init()
+        };
+        // `totalram` is in units of `mem_unit` bytes, which is the page size.
+        info.totalram as usize
+    }
+}
+
+#[kunit_tests(rust_pagefault_demo)]
+mod tests {
+    use super::*;
+    use kernel::str::CString;
+
+    /// Formats with a closure, to capture what a debugfs file would show.
+    struct Show<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result>(F);
+
+    impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> fmt::Display for Show<F> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            (self.0)(f)
+        }
+    }
+
+    fn show(f: impl Fn(&mut fmt::Formatter<'_>) -> fmt::Result) -> Result<CString> {
+        CString::try_from_fmt(format_args!("{}", Show(f)))
+    }
+
+    #[test]
+    fn limits_default_cap_is_a_quarter_of_ram() {
+        let limits = Limits::new(65536, 0, 1_000_000);
+        assert_eq!(
+            limits,
+            Ok(Limits {
+                max_pages: 65536,
+                max_total_pages: 250_000
+            })
+        );
+        // A tiny machine still gets a cap of at least one frame.
+        assert_eq!(Limits::new(1, 0, 3).map(|l| l.max_total_pages), Ok(1));
+    }
+
+    #[test]
+    fn limits_refuse_out_of_range_values() {
+        assert!(Limits::new(0, 0, 1000).is_err());
+        assert!(Limits::new(Limits::MAX_PAGES_LIMIT + 1, 0, 1000).is_err());
+        assert!(Limits::new(16, 1001, 1000).is_err());
+        assert!(Limits::new(Limits::MAX_PAGES_LIMIT, 1000, 1000).is_ok());
+    }
+
+    #[test]
+    fn limits_allow_a_cap_below_the_size() {
+        assert_eq!(
+            Limits::new(64, 16, 1000),
+            Ok(Limits {
+                max_pages: 64,
+                max_total_pages: 16
+            })
+        );
+    }
+
+    #[test]
+    fn budget_stops_at_the_cap_and_gives_back() {
+        let budget = FrameBudget::new(2);
+        budget.reserve().expect("first frame").commit();
+        let pending = budget.reserve().expect("second frame");
+        assert!(budget.reserve().is_none());
+        assert_eq!(budget.live(), 2);
+        drop(pending);
+        assert_eq!(budget.live(), 1);
+        budget.reserve().expect("slot given back").commit();
+        budget.release(2);
+        assert_eq!(budget.live(), 0);
+    }
+
+    #[test]
+    fn histogram_buckets_are_log2() {
+        assert_eq!(Histogram::bucket(0), 0);
+        assert_eq!(Histogram::bucket(1), 1);
+        assert_eq!(Histogram::bucket(2), 2);
+        assert_eq!(Histogram::bucket(3), 2);
+        assert_eq!(Histogram::bucket(1023), 10);
+        assert_eq!(Histogram::bucket(1024), 11);
+        assert_eq!(Histogram::bucket(u64::MAX), Histogram::BUCKETS - 1);
+    }
+
+    #[test]
+    fn histogram_shows_only_non_empty_buckets() -> Result {
+        let h = Histogram::new();
+        h.record(700);
+        h.record(1000);
+        h.record(5000);
+        let text = show(|f| fmt::Display::fmt(&h, f))?;
+        assert_eq!(text.to_bytes(), b"# le_ns count\n1024 2\n8192 1\n");
+        Ok(())
+    }
+
+    #[test]
+    fn stats_print_name_value_lines() -> Result {
+        let stats = Stats::new();
+        stats.faults.add(3, Relaxed);
+        stats.write_faults.add(2, Relaxed);
+        stats.read_faults.add(1, Relaxed);
+        let budget = FrameBudget::new(9);
+        budget.reserve().expect("frame").commit();
+        let text = show(|f| stats.write(f, &budget))?;
+        assert_eq!(
+            text.to_bytes(),
+            b"faults 3\nread_faults 1\nwrite_faults 2\nframes_allocated 0\nframes_freed 0\n\
+              sigbus 0\noom 0\ninstances 0\ninstances_opened 0\nmmap_refused 0\n\
+              frames_live 1\nmax_total_pages 9\n"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn frame_table_keeps_the_first_frame() -> Result {
+        let table = KBox::pin_init(FrameTable::new(), GFP_KERNEL)?;
+        assert!(table.get(5).is_none());
+        let frame = vm::Frame::alloc_zeroed()?;
+        let first = frame.as_page_ptr();
+        let (page, inserted) = table.get_or_insert(5, frame)?;
+        assert!(inserted);
+        assert_eq!(page.as_ptr(), first.as_ptr());
+        // A racing fault's frame loses: the table keeps, and returns, the first one.
+        let (page, inserted) = table.get_or_insert(5, vm::Frame::alloc_zeroed()?)?;
+        assert!(!inserted);
+        assert_eq!(page.as_ptr(), first.as_ptr());
+        assert_eq!(table.get(5).map(|p| p.as_ptr()), Some(first.as_ptr()));
+        assert_eq!(table.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn frame_table_lists_frames_in_order() -> Result {
+        let table = KBox::pin_init(FrameTable::new(), GFP_KERNEL)?;
+        for pgoff in [9, 2, 700] {
+            table.get_or_insert(pgoff, vm::Frame::alloc_zeroed()?)?;
+        }
+        let mut seen = KVec::new();
+        table
+            .for_each(|pgoff, pfn| {
+                assert!(pfn != 0);
+                seen.push(pgoff, GFP_KERNEL).map_err(|_| fmt::Error)
+            })
+            .map_err(|_| ENOMEM)?;
+        assert_eq!(&seen[..], &[2, 9, 700]);
+        assert_eq!(table.len(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn new_frames_are_zeroed() -> Result {
+        let frame = vm::Frame::alloc_zeroed()?;
+        // SAFETY: the frame is alive for the whole borrow.
+        let page = unsafe { vm::Frame::borrow_ptr(frame.as_page_ptr()) };
+        let mut buf = [0xffu8; 64];
+        for offset in (0..kernel::page::PAGE_SIZE).step_by(buf.len()) {
+            // SAFETY: `buf` is valid for writes of its length, and nobody else writes the page.
+            unsafe { page.read_raw(buf.as_mut_ptr(), offset, buf.len())? };
+            assert!(buf.iter().all(|&b| b == 0));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# buildroot.sh: create (or reuse) the pinned Debian build root in $RPD_CACHE.
+#
+# The root is Debian $DEBIAN_SUITE made with debootstrap, with Debian's own Rust
+# toolchain (the one Debian builds its Rust-enabled kernels with), LLVM/clang,
+# busybox and QEMU. It is rebuilt only when the package list below changes.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+need_root
+
+PACKAGES="rustc rust-src cargo rustfmt rust-clippy bindgen libclang-dev clang lld llvm
+	busybox-static qemu-system-x86 make bc flex bison libelf-dev libssl-dev cpio kmod
+	python3 perl xz-utils zstd ca-certificates file gcc libc6-dev"
+stamp_want=$(printf '%s\n' "$DEBIAN_SUITE" $PACKAGES | sha256sum | cut -c1-16)
+stamp=$RPD_ROOT/.rpd-buildroot
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_want" ]; then
+	say "build root: up to date ($RPD_ROOT)"
+	exit 0
+fi
+
+command -v debootstrap >/dev/null ||
+	die "debootstrap is not installed" "Install it with: apt-get install debootstrap"
+mirror=$(debian_mirror)
+new=$RPD_ROOT.new
+mkdir -p "$RPD_CACHE"
+# A half-made root from an interrupted run: nothing is mounted in it (every
+# mount lived in a private namespace), and --one-file-system keeps rm on disk.
+rm -rf --one-file-system "$new"
+
+say "build root: debootstrap $DEBIAN_SUITE (minbase) into $new (~1 min)"
+# debootstrap mounts /proc and /sys in the target: keep those mounts private.
+run_logged debootstrap unshare --mount --propagation private --fork --kill-child -- \
+	debootstrap --variant=minbase "$DEBIAN_SUITE" "$new" "$mirror"
+
+cat >"$new/etc/apt/sources.list.d/debian.sources" <<SRC
+Types: deb
+URIs: $mirror
+Suites: $DEBIAN_SUITE $DEBIAN_SUITE-updates $DEBIAN_SUITE-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+rm -f "$new/etc/apt/sources.list"
+printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' >"$new/etc/apt/apt.conf.d/90rpd"
+
+say "build root: installing the toolchain (~1 min, ~2.5 GB)"
+# shellcheck disable=SC2086
+RPD_ROOT=$new run_logged apt-install "$RPD_TOP/scripts/in-root.sh" sh -c \
+	"apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(echo $PACKAGES)"
+
+echo "$stamp_want" >"$new/.rpd-buildroot"
+if [ -d "$RPD_ROOT" ]; then
+	rm -rf --one-file-system "$RPD_ROOT"
+fi
+mv "$new" "$RPD_ROOT"
+RPD_ROOT=$RPD_ROOT "$RPD_TOP/scripts/in-root.sh" sh -c 'rustc --version; bindgen --version; clang --version | head -n 1'
+say "build root: ready"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# vm.sh MODE [LOG]: boot the VM kernel of $FLAVOUR with its initramfs in QEMU.
+#
+# MODE is the guest's rpd.mode (test, demo, bench, shell). Non-interactive modes print the
+# console to stdout and to LOG, enforce a hard timeout ($VM_TIMEOUT s), and exit with the
+# guest's status, read from its "RPD-EXIT=<n>" line. TCG by default; RPD_KVM=1 uses KVM
+# (nested KVM hangs at boot on some hosts, hence opt-in).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+mode=${1:?usage: vm.sh MODE [LOG]}
+log=${2:-$RPD_LOGS/vm-$mode-$FLAVOUR.log}
+timeout=${VM_TIMEOUT:-900}
+mem=${VM_MEM:-2G}
+cpus=${VM_CPUS:-2}
+kernel=$(kbuild_in "$FLAVOUR")/arch/x86/boot/bzImage
+initrd=/build/initramfs-$FLAVOUR.cpio
+[ -f "$RPD_ROOT$kernel" ] || die "no kernel at $RPD_ROOT$kernel" "Build it with: make kernel FLAVOUR=$FLAVOUR"
+[ -f "$RPD_ROOT$initrd" ] || die "no initramfs at $RPD_ROOT$initrd" "Build it with: scripts/initramfs.sh $FLAVOUR"
+
+accel=(-accel tcg -cpu max)
+if [ "${RPD_KVM:-0}" = 1 ]; then
+	[ -c /dev/kvm ] || die "RPD_KVM=1 but /dev/kvm is missing" "Unset RPD_KVM to use TCG."
+	accel=(-accel kvm -cpu host)
+fi
+append="console=ttyS0 rpd.mode=$mode panic=-1 oops=panic ${VM_APPEND:-}"
+[ -n "${RPD_MODULE_ARGS:-}" ] && append="$append rpd.args=$(echo "$RPD_MODULE_ARGS" | tr ' ' ',')"
+qemu=(qemu-system-x86_64 -M pc "${accel[@]}" -smp "$cpus" -m "$mem" -nodefaults -no-reboot
+	-kernel "$kernel" -initrd "$initrd")
+
+if [ "$mode" = shell ]; then
+	exec "$RPD_TOP/scripts/in-root.sh" "${qemu[@]}" -nographic -append "$append quiet"
+fi
+
+mkdir -p "$(dirname "$log")"
+say "vm: booting $FLAVOUR kernel, mode $mode, $cpus vCPUs, $mem ($([ "${RPD_KVM:-0}" = 1 ] && echo KVM || echo TCG)), timeout ${timeout}s"
+rc=0
+timeout -k 10 "$timeout" "$RPD_TOP/scripts/in-root.sh" "${qemu[@]}" -display none -serial stdio \
+	-append "$append" </dev/null | tee "$log" || rc=$?
+status=$(sed -n 's/^RPD-EXIT=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+if [ -z "$status" ]; then
+	[ "$rc" -eq 124 ] && die "the VM did not finish within ${timeout}s; console log kept at $log"
+	die "the VM ended without reporting a status (QEMU exit $rc); console log kept at $log"
+fi
+exit "$status"

@@ -1,0 +1,478 @@
+//! End-to-end tests of rust_pagefault_demo, run as root inside the VM with the module loaded.
+//!
+//! Each case checks one line of the device contract against the module's debugfs counters
+//! and the kernel's own `/proc/self/pagemap`. Output is TAP-like (`ok N - name`), closed by a
+//! `N passed, N failed` line; the exit status is non-zero on any failure. Cases run one after
+//! another in this process, so the module's global counters move only because of them.
+
+use pfdemo::parse::Stats;
+use pfdemo::sys::{self, page_size, read_frames, read_stats, Device, Mapping, Pagemap};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+
+type Check = Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+fn io<T>(what: &str, r: std::io::Result<T>) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+fn stats() -> Result<Stats, String> {
+    io("read stats", read_stats())
+}
+
+/// Checks the counter deltas since `before` (name, expected delta).
+fn deltas(before: &Stats, expect: &[(&str, i64)]) -> Check {
+    let now = stats()?;
+    for (name, want) in expect {
+        let got = now.delta(before, name);
+        if got != *want {
+            let moved: Vec<String> = now
+                .0
+                .keys()
+                .filter(|k| now.delta(before, k) != 0)
+                .map(|k| format!("{k} {:+}", now.delta(before, k)))
+                .collect();
+            return Err(format!("{name} moved by {got}, expected {want} (moved: {})", moved.join(", ")));
+        }
+    }
+    Ok(())
+}
+
+/// The PFN that `frames` lists for (instance, pgoff).
+fn frame_pfn(instance: u64, pgoff: u64) -> Result<Option<u64>, String> {
+    Ok(io("read frames", read_frames())?
+        .into_iter()
+        .find(|r| r.instance == instance && r.pgoff == pgoff)
+        .map(|r| r.pfn))
+}
+
+fn pagemap_pfn(pm: &mut Pagemap, va: usize) -> Result<Option<u64>, String> {
+    Ok(io("read pagemap", pm.entry(va))?.pfn)
+}
+
+fn module_path() -> String {
+    std::env::var("RPD_MODULE").unwrap_or_else(|_| "/lib/modules/rust_pagefault_demo.ko".into())
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<bool, String> {
+    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    Ok(out.status.success())
+}
+
+fn reload(params: &[&str]) -> Check {
+    run("rmmod", &["rust_pagefault_demo"])?;
+    let mut args = vec![module_path()];
+    args.extend(params.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ensure!(run("insmod", &args)?, "insmod {params:?} failed");
+    Ok(())
+}
+
+/// Runs `f` in a forked child and returns how it ended: Ok(exit code) or Err(signal).
+fn in_child(f: impl FnOnce() -> i32) -> Result<Result<i32, i32>, String> {
+    // SAFETY: the child only runs `f` and exits; the test process has no other threads now.
+    let pid = unsafe { libc::fork() };
+    ensure!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // Rust's runtime catches SIGBUS (to detect stack overflows), resets it and lets the
+        // access fault a second time; restore the default so one access is one fault.
+        // SAFETY: setting a signal disposition in the single-threaded child.
+        unsafe { libc::signal(libc::SIGBUS, libc::SIG_DFL) };
+        let code = f();
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    if libc::WIFSIGNALED(status) {
+        Ok(Err(libc::WTERMSIG(status)))
+    } else {
+        Ok(Ok(libc::WEXITSTATUS(status)))
+    }
+}
+
+fn errno_of(r: std::io::Result<Mapping>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
+}
+
+// ---------------------------------------------------------------------------------------
+// The cases.
+
+fn device_node() -> Check {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let m = io("stat device", std::fs::metadata(sys::DEVICE))?;
+    ensure!(m.file_type().is_char_device(), "not a character device");
+    ensure!(m.permissions().mode() & 0o777 == 0o600, "mode {:o}, expected 600", m.permissions().mode() & 0o777);
+    for f in ["stats", "frames", "latency"] {
+        let m = io(f, std::fs::metadata(format!("{}/{f}", sys::DEBUGFS)))?;
+        ensure!(m.permissions().mode() & 0o777 == 0o400, "debugfs {f} mode {:o}", m.permissions().mode() & 0o777);
+    }
+    Ok(())
+}
+
+fn mmap_allocates_nothing() -> Check {
+    let dev = io("open", Device::open())?;
+    let before = stats()?;
+    let map = io("mmap", dev.map(64, 0, true))?;
+    let mut pm = io("pagemap", Pagemap::open())?;
+    for i in 0..map.pages() {
+        ensure!(!io("pagemap", pm.entry(map.addr(i)))?.present, "page {i} present before any touch");
+    }
+    deltas(&before, &[("faults", 0), ("frames_allocated", 0), ("frames_live", 0)])?;
+    ensure!(io("fdinfo", dev.fdinfo())?.frames == 0, "fdinfo counts frames before any touch");
+    Ok(())
+}
+
+fn first_touch_faults_once_and_pfn_matches() -> Check {
+    let dev = io("open", Device::open())?;
+    let id = io("fdinfo", dev.fdinfo())?.instance;
+    let map = io("mmap", dev.map(1, 0, true))?;
+    let before = stats()?;
+    map.write(0, 0, 0xfeed);
+    deltas(&before, &[("faults", 1), ("write_faults", 1), ("read_faults", 0), ("frames_allocated", 1), ("frames_live", 1)])?;
+    let mut pm = io("pagemap", Pagemap::open())?;
+    let pm_pfn = pagemap_pfn(&mut pm, map.addr(0))?.ok_or("pagemap: page not present after touch")?;
+    let fr_pfn = frame_pfn(id, 0)?.ok_or("frames: no row for the touched page")?;
+    ensure!(pm_pfn == fr_pfn, "frames says pfn {fr_pfn:#x}, pagemap says {pm_pfn:#x}");
+    // The second access is a plain memory access: no fault.
+    let before = stats()?;
+    ensure!(map.read(0, 0) == 0xfeed, "value did not read back");
+    deltas(&before, &[("faults", 0)])
+}
+
+fn every_touched_page_matches_pagemap() -> Check {
+    const N: usize = 256;
+    let dev = io("open", Device::open())?;
+    let id = io("fdinfo", dev.fdinfo())?.instance;
+    let map = io("mmap", dev.map(N, 0, true))?;
+    let before = stats()?;
+    for i in (0..N).step_by(2) {
+        map.write(i, 8, i as u64);
+    }
+    for i in (1..N).step_by(2) {
+        let _ = map.read(i, 0);
+    }
+    deltas(&before, &[("faults", N as i64), ("write_faults", N as i64 / 2), ("read_faults", N as i64 / 2), ("frames_allocated", N as i64)])?;
+    let frames = io("frames", read_frames())?;
+    let mut pm = io("pagemap", Pagemap::open())?;
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..N {
+        let fr = frames.iter().find(|r| r.instance == id && r.pgoff == i as u64).ok_or(format!("frames: pgoff {i} missing"))?;
+        let pm_pfn = pagemap_pfn(&mut pm, map.addr(i))?.ok_or(format!("pagemap: page {i} not present"))?;
+        ensure!(fr.pfn == pm_pfn, "pgoff {i}: frames {:#x} != pagemap {pm_pfn:#x}", fr.pfn);
+        ensure!(seen.insert(pm_pfn), "pfn {pm_pfn:#x} used twice");
+    }
+    ensure!(io("fdinfo", dev.fdinfo())?.frames == N as u64, "fdinfo frame count");
+    Ok(())
+}
+
+fn fresh_frames_are_zero() -> Check {
+    let dev = io("open", Device::open())?;
+    let map = io("mmap", dev.map(128, 0, true))?;
+    for i in 0..map.pages() {
+        ensure!(map.page_is_zero(i), "page {i} is not zero-filled");
+    }
+    Ok(())
+}
+
+fn data_persists_across_remap() -> Check {
+    const N: usize = 32;
+    let dev = io("open", Device::open())?;
+    {
+        let map = io("mmap", dev.map(N, 0, true))?;
+        for i in 0..N {
+            map.write(i, 0, 0xabc0 + i as u64);
+        }
+    }
+    let before = stats()?;
+    let map = io("mmap again", dev.map(N, 0, true))?;
+    for i in 0..N {
+        ensure!(map.read(i, 0) == 0xabc0 + i as u64, "page {i} lost its data");
+    }
+    deltas(&before, &[("faults", N as i64), ("frames_allocated", 0), ("frames_freed", 0)])?;
+    // A mapping at an offset sees the same frames shifted.
+    let off = io("mmap at offset", dev.map(4, 8, true))?;
+    ensure!(off.read(0, 0) == 0xabc8, "offset mapping does not show pgoff 8");
+    Ok(())
+}
+
+fn instances_never_share_frames() -> Check {
+    let (a, b) = (io("open a", Device::open())?, io("open b", Device::open())?);
+    let (ia, ib) = (io("fdinfo", a.fdinfo())?.instance, io("fdinfo", b.fdinfo())?.instance);
+    ensure!(ia != ib, "two opens got the same instance id {ia}");
+    let (ma, mb) = (io("mmap a", a.map(8, 0, true))?, io("mmap b", b.map(8, 0, true))?);
+    for i in 0..8 {
+        ma.write(i, 0, 1);
+        mb.write(i, 0, 2);
+    }
+    let mut pm = io("pagemap", Pagemap::open())?;
+    for i in 0..8 {
+        let (pa, pb) = (pagemap_pfn(&mut pm, ma.addr(i))?, pagemap_pfn(&mut pm, mb.addr(i))?);
+        ensure!(pa.is_some() && pa != pb, "pgoff {i}: both instances map pfn {pa:?}");
+        ensure!(ma.read(i, 0) == 1 && mb.read(i, 0) == 2, "instances see each other's data");
+    }
+    Ok(())
+}
+
+fn frames_freed_at_last_close() -> Check {
+    let before = stats()?;
+    {
+        let dev = io("open", Device::open())?;
+        let map = io("mmap", dev.map(20, 0, true))?;
+        for i in 0..20 {
+            map.write(i, 0, 7);
+        }
+        drop(map);
+        // Frames survive munmap while the file is open.
+        deltas(&before, &[("frames_allocated", 20), ("frames_freed", 0), ("frames_live", 20), ("instances", 1)])?;
+    }
+    deltas(&before, &[("frames_allocated", 20), ("frames_freed", 20), ("frames_live", 0), ("instances", 0)])?;
+    let s = stats()?;
+    ensure!(s.get("frames_allocated") - s.get("frames_freed") == s.get("frames_live"), "allocated - freed != live");
+    Ok(())
+}
+
+fn private_mapping_copies_on_write() -> Check {
+    let dev = io("open", Device::open())?;
+    let id = io("fdinfo", dev.fdinfo())?.instance;
+    let shared = io("mmap shared", dev.map(4, 0, true))?;
+    for i in 0..4 {
+        shared.write(i, 0, 0xaaaa);
+    }
+    let private = io("mmap private", dev.map(4, 0, false))?;
+    let before = stats()?;
+    ensure!(private.read(0, 0) == 0xaaaa, "private mapping does not show the instance data");
+    private.write(1, 0, 0xbbbb);
+    ensure!(private.read(1, 0) == 0xbbbb, "private write not visible to the writer");
+    ensure!(shared.read(1, 0) == 0xaaaa, "private write reached the instance frame");
+    // Our handler mapped the instance frames (no new frame); the copy is the kernel's own.
+    deltas(&before, &[("frames_allocated", 0), ("faults", 2)])?;
+    let mut pm = io("pagemap", Pagemap::open())?;
+    let inst = frame_pfn(id, 1)?.ok_or("frames: pgoff 1 missing")?;
+    let copy = pagemap_pfn(&mut pm, private.addr(1))?.ok_or("private page not present")?;
+    ensure!(copy != inst, "private write did not get its own copy");
+    let read_only = pagemap_pfn(&mut pm, private.addr(0))?;
+    ensure!(read_only == frame_pfn(id, 0)?, "private read does not map the instance frame");
+    // Writes through the shared mapping after the copy are not seen by the private copy.
+    shared.write(1, 0, 0xcccc);
+    ensure!(private.read(1, 0) == 0xbbbb, "private copy changed under the writer");
+    Ok(())
+}
+
+fn fork_children_share_frames() -> Check {
+    let dev = io("open", Device::open())?;
+    let map = io("mmap", dev.map(8, 0, true))?;
+    for i in 0..8 {
+        map.write(i, 0, 100 + i as u64);
+    }
+    let mut pm = io("pagemap", Pagemap::open())?;
+    let parent_pfns: Vec<_> = (0..8).map(|i| pagemap_pfn(&mut pm, map.addr(i))).collect::<Result<_, _>>()?;
+    let before = stats()?;
+    let status = in_child(|| {
+        let Ok(mut pm) = Pagemap::open() else { return 10 };
+        for i in 0..8 {
+            if map.read(i, 0) != 100 + i as u64 {
+                return 11;
+            }
+            if pm.entry(map.addr(i)).ok().and_then(|e| e.pfn) != parent_pfns[i] {
+                return 12;
+            }
+        }
+        map.write(3, 0, 0xc41d);
+        0
+    })?;
+    ensure!(status == Ok(0), "child ended with {status:?} (11: data, 12: pfn differs)");
+    ensure!(map.read(3, 0) == 0xc41d, "parent does not see the child's write");
+    deltas(&before, &[("frames_allocated", 0)])
+}
+
+fn concurrent_first_touch_allocates_once() -> Check {
+    const ROUNDS: usize = 64;
+    let threads = 4;
+    let dev = io("open", Device::open())?;
+    let map = Arc::new(io("mmap", dev.map(ROUNDS, 0, true))?);
+    let before = stats()?;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (map, barrier) = (map.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                for i in 0..ROUNDS {
+                    barrier.wait();
+                    map.write(i, 8 * t, t as u64 + 1);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| "thread panicked")?;
+    }
+    deltas(&before, &[("frames_allocated", ROUNDS as i64), ("frames_live", ROUNDS as i64)])?;
+    for i in 0..ROUNDS {
+        for t in 0..threads {
+            ensure!(map.read(i, 8 * t) == t as u64 + 1, "page {i}: thread {t}'s write was lost");
+        }
+    }
+    Ok(())
+}
+
+fn bad_mmaps_are_refused() -> Check {
+    let dev = io("open", Device::open())?;
+    let before = stats()?;
+    let size = 65536; // the default max_pages
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let fd = Some(dev.fd());
+    let cases: [(&str, Option<i32>, Option<i32>); 5] = [
+        ("past the end", errno_of(Mapping::new(fd, size + 1, 0, rw, libc::MAP_SHARED)), Some(libc::EINVAL)),
+        ("offset past the end", errno_of(Mapping::new(fd, 2, size - 1, rw, libc::MAP_SHARED)), Some(libc::EINVAL)),
+        ("zero length", errno_of(Mapping::new(fd, 0, 0, rw, libc::MAP_SHARED)), Some(libc::EINVAL)),
+        ("PROT_EXEC", errno_of(Mapping::new(fd, 1, 0, rw | libc::PROT_EXEC, libc::MAP_SHARED)), Some(libc::EPERM)),
+        ("exactly the size", errno_of(Mapping::new(fd, size, 0, rw, libc::MAP_SHARED)), None),
+    ];
+    for (what, got, want) in cases {
+        ensure!(got == want, "{what}: errno {got:?}, expected {want:?}");
+    }
+    deltas(&before, &[("mmap_refused", 3), ("frames_allocated", 0)])
+}
+
+fn mremap_growth_and_mprotect_exec_refused() -> Check {
+    let dev = io("open", Device::open())?;
+    let map = io("mmap", dev.map(4, 0, true))?;
+    // SAFETY: growing our own mapping in place or moving it; failure leaves it unchanged.
+    let r = unsafe { libc::mremap(map.as_ptr().cast(), map.len(), 8 * page_size(), libc::MREMAP_MAYMOVE) };
+    ensure!(r == libc::MAP_FAILED, "mremap growth succeeded");
+    // SAFETY: changing the protection of our own mapping.
+    let r = unsafe { libc::mprotect(map.as_ptr().cast(), map.len(), libc::PROT_READ | libc::PROT_EXEC) };
+    ensure!(r != 0, "mprotect(PROT_EXEC) succeeded");
+    // Shrinking is fine.
+    // SAFETY: as above; shrinking in place.
+    let r = unsafe { libc::mremap(map.as_ptr().cast(), map.len(), 2 * page_size(), 0) };
+    ensure!(r != libc::MAP_FAILED, "mremap shrink failed");
+    Ok(())
+}
+
+fn latency_histogram_counts_every_fault() -> Check {
+    let total: u64 = io("latency", sys::read_latency())?.iter().map(|(_, c)| c).sum();
+    let faults = stats()?.get("faults");
+    ensure!(total == faults, "histogram holds {total} faults, stats says {faults}");
+    Ok(())
+}
+
+fn rmmod_refused_while_open() -> Check {
+    let dev = io("open", Device::open())?;
+    ensure!(!run("rmmod", &["rust_pagefault_demo"])?, "rmmod succeeded with a file open");
+    drop(dev);
+    ensure!(run("rmmod", &["rust_pagefault_demo"])?, "rmmod failed after the last close");
+    ensure!(std::fs::metadata(sys::DEVICE).is_err(), "device node left after rmmod");
+    ensure!(run("insmod", &[&module_path()])?, "insmod again failed");
+    Ok(())
+}
+
+fn invalid_parameters_refused() -> Check {
+    run("rmmod", &["rust_pagefault_demo"])?;
+    let m = module_path();
+    // (An unknown parameter is not ours to refuse: the kernel ignores it with a warning.)
+    for bad in ["max_pages=0", "max_pages=16777217", "max_total_pages=999999999999", "max_pages=abc", "max_pages=-1", "max_total_pages=1x"] {
+        let ok = run("insmod", &[&m, bad])?;
+        if ok {
+            run("rmmod", &["rust_pagefault_demo"])?;
+        }
+        ensure!(!ok, "insmod accepted {bad}");
+    }
+    ensure!(run("insmod", &[&m])?, "insmod with defaults failed");
+    Ok(())
+}
+
+fn sigbus_at_the_cap() -> Check {
+    // A cap smaller than the instance: the cap, not the size, stops growth.
+    reload(&["max_pages=64", "max_total_pages=16"])?;
+    let result = (|| -> Check {
+        let dev = io("open", Device::open())?;
+        let map = io("mmap", dev.map(64, 0, true))?;
+        for i in 0..16 {
+            map.write(i, 0, i as u64);
+        }
+        let before = stats()?;
+        let status = in_child(|| {
+            map.write(16, 0, 1);
+            0
+        })?;
+        ensure!(status == Err(libc::SIGBUS), "touch past the cap ended with {status:?}, expected SIGBUS");
+        deltas(&before, &[("sigbus", 1), ("frames_allocated", 0), ("frames_live", 0)])?;
+        let s = stats()?;
+        ensure!(s.get("frames_live") == 16, "frames_live {} at the cap", s.get("frames_live"));
+        // Pages below the cap are intact, and a second instance is capped too.
+        for i in 0..16 {
+            ensure!(map.read(i, 0) == i as u64, "page {i} changed");
+        }
+        let other = io("open", Device::open())?;
+        let om = io("mmap", other.map(1, 0, true))?;
+        let status = in_child(|| {
+            om.write(0, 0, 1);
+            0
+        })?;
+        ensure!(status == Err(libc::SIGBUS), "second instance got a frame past the cap");
+        drop((om, other, map, dev));
+        let s = stats()?;
+        ensure!(s.get("frames_live") == 0 && s.get("frames_allocated") == s.get("frames_freed"), "frames leaked: {:?}", s.0);
+        // A mapping past max_pages=64 is refused at mmap time.
+        let dev = io("open", Device::open())?;
+        ensure!(errno_of(dev.map(65, 0, true)) == Some(libc::EINVAL), "mmap past max_pages=64 not refused");
+        Ok(())
+    })();
+    reload(&[])?;
+    result
+}
+
+fn main() {
+    let page = page_size();
+    if let Err(e) = sys::check_environment(true) {
+        eprintln!("pfdemo-e2e: {e}");
+        std::process::exit(2);
+    }
+    assert_eq!(page, 4096, "the tests assume 4 KiB pages");
+    let cases: &[(&str, fn() -> Check)] = &[
+        ("device node is 0600 and debugfs files 0400", device_node),
+        ("mmap allocates nothing", mmap_allocates_nothing),
+        ("first touch: one fault, one frame, PFN equals pagemap", first_touch_faults_once_and_pfn_matches),
+        ("every touched page: frames PFN equals pagemap PFN", every_touched_page_matches_pagemap),
+        ("fresh frames are zero-filled", fresh_frames_are_zero),
+        ("data persists across munmap and mmap", data_persists_across_remap),
+        ("separate instances never share frames", instances_never_share_frames),
+        ("frames survive munmap and are freed at the last close", frames_freed_at_last_close),
+        ("MAP_PRIVATE copies on write", private_mapping_copies_on_write),
+        ("fork children share MAP_SHARED frames", fork_children_share_frames),
+        ("concurrent first touch allocates exactly one frame", concurrent_first_touch_allocates_once),
+        ("bad mmaps are refused (EINVAL, EPERM)", bad_mmaps_are_refused),
+        ("mremap growth and mprotect(PROT_EXEC) are refused", mremap_growth_and_mprotect_exec_refused),
+        ("latency histogram counts every fault", latency_histogram_counts_every_fault),
+        ("SIGBUS at max_total_pages, counts intact", sigbus_at_the_cap),
+        ("rmmod refused while a file is open, clean after", rmmod_refused_while_open),
+        ("invalid module parameters are refused", invalid_parameters_refused),
+    ];
+    println!("TAP version 13\n1..{}", cases.len());
+    let (mut passed, mut failed) = (0, 0);
+    for (n, (name, case)) in cases.iter().enumerate() {
+        match case() {
+            Ok(()) => {
+                passed += 1;
+                println!("ok {} - {name}", n + 1);
+            }
+            Err(why) => {
+                failed += 1;
+                println!("not ok {} - {name}\n# {why}", n + 1);
+            }
+        }
+    }
+    println!("e2e: {passed} passed, {failed} failed");
+    std::process::exit(if failed == 0 { 0 } else { 1 });
+}

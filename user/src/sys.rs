@@ -1,0 +1,196 @@
+//! System access: the device, its debugfs files, mappings, pagemap and fdinfo.
+
+use crate::parse::{self, FdInfo, FrameRow, PagemapEntry, Stats};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+
+pub const DEVICE: &str = "/dev/rust_pagefault_demo";
+pub const DEBUGFS: &str = "/sys/kernel/debug/rust_pagefault_demo";
+
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// Checks what the tools need, with one clear line (and its fix) for each missing piece.
+pub fn check_environment(need_debugfs: bool) -> Result<(), String> {
+    match fs::metadata(DEVICE) {
+        Ok(m) if m.file_type().is_char_device() => {}
+        Ok(_) => return Err(format!("{DEVICE} is not a character device; remove it and load the module")),
+        Err(_) => {
+            return Err(format!(
+                "{DEVICE} is missing: the module is not loaded. Fix: insmod rust_pagefault_demo.ko"
+            ))
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not root: the device is 0600, and PFNs (in debugfs and pagemap) are shown only to root. Fix: run as root".into());
+    }
+    if need_debugfs && fs::metadata("/sys/kernel/debug/rust_pagefault_demo").is_err() {
+        if fs::read_to_string("/proc/mounts").map(|m| m.contains(" debugfs ")).unwrap_or(false) {
+            return Err(format!("{DEBUGFS} is missing: is the module loaded?"));
+        }
+        return Err("debugfs is not mounted. Fix: mount -t debugfs none /sys/kernel/debug".into());
+    }
+    Ok(())
+}
+
+fn read_debugfs(name: &str) -> io::Result<String> {
+    fs::read_to_string(format!("{DEBUGFS}/{name}"))
+}
+
+fn invalid(e: parse::ParseError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+pub fn read_stats() -> io::Result<Stats> {
+    Stats::parse(&read_debugfs("stats")?).map_err(invalid)
+}
+
+pub fn read_frames() -> io::Result<Vec<FrameRow>> {
+    parse::parse_frames(&read_debugfs("frames")?).map_err(invalid)
+}
+
+pub fn read_latency() -> io::Result<Vec<(u64, u64)>> {
+    parse::parse_latency(&read_debugfs("latency")?).map_err(invalid)
+}
+
+/// The minor and major fault counts of the calling process.
+pub fn self_faults() -> io::Result<(u64, u64)> {
+    parse::parse_stat_faults(&fs::read_to_string("/proc/self/stat")?).map_err(invalid)
+}
+
+/// An open instance of the device.
+pub struct Device {
+    file: File,
+}
+
+impl Device {
+    pub fn open() -> io::Result<Self> {
+        Ok(Self { file: OpenOptions::new().read(true).write(true).open(DEVICE)? })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    pub fn fdinfo(&self) -> io::Result<FdInfo> {
+        let text = fs::read_to_string(format!("/proc/self/fdinfo/{}", self.fd()))?;
+        parse::parse_fdinfo(&text).map_err(invalid)
+    }
+
+    /// Maps `pages` pages from page offset `pgoff`, shared or private, readable and writable.
+    pub fn map(&self, pages: usize, pgoff: usize, shared: bool) -> io::Result<Mapping> {
+        let flags = if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        Mapping::new(Some(self.fd()), pages, pgoff, libc::PROT_READ | libc::PROT_WRITE, flags)
+    }
+}
+
+/// A mapping, unmapped on drop.
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory; threads touch disjoint or racing bytes through raw
+// volatile accesses only.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// `mmap(2)`; `fd: None` maps anonymous memory.
+    pub fn new(fd: Option<RawFd>, pages: usize, pgoff: usize, prot: i32, flags: i32) -> io::Result<Self> {
+        let len = pages * page_size();
+        let (fd, flags) = match fd {
+            Some(fd) => (fd, flags),
+            None => (-1, flags | libc::MAP_ANONYMOUS),
+        };
+        let offset = (pgoff * page_size()) as libc::off_t;
+        // SAFETY: a new mapping at an address of the kernel's choice touches no existing memory.
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { ptr: ptr.cast(), len })
+    }
+
+    pub fn pages(&self) -> usize {
+        self.len / page_size()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// The virtual address of page `i`.
+    pub fn addr(&self, i: usize) -> usize {
+        self.ptr as usize + i * page_size()
+    }
+
+    fn at(&self, page: usize, offset: usize) -> *mut u64 {
+        assert!(page * page_size() + offset + 8 <= self.len, "access outside the mapping");
+        (self.addr(page) + offset) as *mut u64
+    }
+
+    /// Writes `value` at byte `offset` of page `page` (a write fault if it is not mapped).
+    pub fn write(&self, page: usize, offset: usize, value: u64) {
+        // SAFETY: `at` checked that the word lies inside the mapping.
+        unsafe { self.at(page, offset).write_volatile(value) }
+    }
+
+    /// Reads the word at byte `offset` of page `page` (a read fault if it is not mapped).
+    pub fn read(&self, page: usize, offset: usize) -> u64 {
+        // SAFETY: `at` checked that the word lies inside the mapping.
+        unsafe { self.at(page, offset).read_volatile() }
+    }
+
+    /// Whether every byte of page `page` is zero.
+    pub fn page_is_zero(&self, page: usize) -> bool {
+        (0..page_size()).step_by(8).all(|o| self.read(page, o) == 0)
+    }
+
+    pub fn madvise(&self, advice: i32) -> io::Result<()> {
+        // SAFETY: the range is exactly this mapping.
+        if unsafe { libc::madvise(self.ptr.cast(), self.len, advice) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: we own this mapping; nothing refers to it after drop.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// `/proc/self/pagemap`: the kernel's record of what each virtual page maps to.
+pub struct Pagemap {
+    file: File,
+}
+
+impl Pagemap {
+    pub fn open() -> io::Result<Self> {
+        Ok(Self { file: File::open("/proc/self/pagemap")? })
+    }
+
+    pub fn entry(&mut self, va: usize) -> io::Result<PagemapEntry> {
+        let mut raw = [0u8; 8];
+        self.file.seek(SeekFrom::Start((va / page_size() * 8) as u64))?;
+        self.file.read_exact(&mut raw)?;
+        Ok(PagemapEntry::from_raw(u64::from_le_bytes(raw)))
+    }
+}
