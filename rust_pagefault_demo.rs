@@ -589,9 +589,9 @@ impl kernel::InPlaceModule for PagefaultDemo {
         let dir = debugfs::Dir::new(c"rust_pagefault_demo");
         try_pin_init!(Self {
             _: { setup? },
-            stats <- dir.read_callback_file(c"stats", (), &|_, f| STATS.write(f, &BUDGET)),
-            frames <- dir.read_callback_file(c"frames", (), &|_, f| write_frames(f)),
-            latency <- dir.read_callback_file(c"latency", (), &|_, f| fmt::Display::fmt(&STATS.latency, f)),
+            stats <- dir.read_callback_file(c"stats", (), &|(), f| STATS.write(f, &BUDGET)),
+            frames <- dir.read_callback_file(c"frames", (), &|(), f| write_frames(f)),
+            latency <- dir.read_callback_file(c"latency", (), &|(), f| fmt::Display::fmt(&STATS.latency, f)),
             _dir: dir,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"rust_pagefault_demo",
@@ -659,7 +659,7 @@ mod vm {
     pub(crate) fn pgoff(vma: &VmaNew) -> usize {
         // SAFETY: `VmaNew` guarantees that the VMA is valid and that we have exclusive access
         // to it during the mmap hook, so this read does not race.
-        unsafe { (*vma.as_ptr()).vm_pgoff as usize }
+        unsafe { (*vma.as_ptr()).vm_pgoff }
     }
 
     /// Makes `handler` the owner of `vma`'s faults.
@@ -701,8 +701,8 @@ mod vm {
                 (
                     args.vma,
                     Fault {
-                        pgoff: args.pgoff as usize,
-                        address: args.address as usize,
+                        pgoff: args.pgoff,
+                        address: args.address,
                         write: vmf.flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0,
                     },
                 )
@@ -845,7 +845,7 @@ mod vm {
         // On x86_64 with SPARSEMEM_VMEMMAP, `struct page`s form one virtual array starting at
         // `vmemmap_base`, indexed by PFN (the C `page_to_pfn`).
         // SAFETY: `vmemmap_base` is set during early boot and read-only afterwards.
-        let base = unsafe { bindings::vmemmap_base } as usize;
+        let base = unsafe { bindings::vmemmap_base };
         (page.as_ptr() as usize - base) / core::mem::size_of::<bindings::page>()
     }
 
@@ -860,7 +860,7 @@ mod vm {
             info.assume_init()
         };
         // `totalram` is in units of `mem_unit` bytes, which is the page size.
-        info.totalram as usize
+        info.totalram
     }
 }
 

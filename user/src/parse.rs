@@ -75,9 +75,11 @@ pub fn parse_frames(text: &str) -> Result<Vec<FrameRow>, ParseError> {
         }
         let mut cols = line.split_whitespace().map(number);
         match (cols.next(), cols.next(), cols.next()) {
-            (Some(Some(instance)), Some(Some(pgoff)), Some(Some(pfn))) => {
-                rows.push(FrameRow { instance, pgoff, pfn })
-            }
+            (Some(Some(instance)), Some(Some(pgoff)), Some(Some(pfn))) => rows.push(FrameRow {
+                instance,
+                pgoff,
+                pfn,
+            }),
             _ => return Err(bad("frames", line)),
         }
     }
@@ -116,7 +118,10 @@ pub fn parse_fdinfo(text: &str) -> Result<FdInfo, ParseError> {
         let value = line[name.len() + 1..].trim();
         number(value).ok_or_else(|| bad("fdinfo", line))
     };
-    Ok(FdInfo { instance: field("instance")?, frames: field("frames")? })
+    Ok(FdInfo {
+        instance: field("instance")?,
+        frames: field("frames")?,
+    })
 }
 
 /// One 64-bit entry of `/proc/<pid>/pagemap` (see the kernel's pagemap.rst).
@@ -147,10 +152,18 @@ impl PagemapEntry {
 /// The minor and major fault counters of `/proc/<pid>/stat` (fields 10 and 12).
 pub fn parse_stat_faults(text: &str) -> Result<(u64, u64), ParseError> {
     // The command name (field 2) is in parentheses and may contain spaces and ')'.
-    let rest = text.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| bad("stat", text))?;
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| bad("stat", text))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state): field N is fields[N - 3].
-    let get = |n: usize| fields.get(n - 3).and_then(|s| s.parse().ok()).ok_or_else(|| bad("stat", text));
+    let get = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("stat", text))
+    };
     Ok((get(10)?, get(12)?))
 }
 
@@ -179,11 +192,24 @@ mod tests {
 
     #[test]
     fn frames_rows() {
-        let rows = parse_frames("# instance pgoff pfn phys\n1 0 0x1a2b 0x1a2b000\n2 7 0x10 0x10000\n").unwrap();
-        assert_eq!(rows, vec![
-            FrameRow { instance: 1, pgoff: 0, pfn: 0x1a2b },
-            FrameRow { instance: 2, pgoff: 7, pfn: 0x10 },
-        ]);
+        let rows =
+            parse_frames("# instance pgoff pfn phys\n1 0 0x1a2b 0x1a2b000\n2 7 0x10 0x10000\n")
+                .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                FrameRow {
+                    instance: 1,
+                    pgoff: 0,
+                    pfn: 0x1a2b
+                },
+                FrameRow {
+                    instance: 2,
+                    pgoff: 7,
+                    pfn: 0x10
+                },
+            ]
+        );
         assert_eq!(parse_frames("# header only\n").unwrap(), vec![]);
     }
 
@@ -196,7 +222,10 @@ mod tests {
 
     #[test]
     fn latency_buckets() {
-        assert_eq!(parse_latency("# le_ns count\n1024 5\n2048 1\n").unwrap(), vec![(1024, 5), (2048, 1)]);
+        assert_eq!(
+            parse_latency("# le_ns count\n1024 5\n2048 1\n").unwrap(),
+            vec![(1024, 5), (2048, 1)]
+        );
         assert!(parse_latency("1024\n").is_err());
         assert!(parse_latency("1024 1 2\n").is_err());
     }
@@ -204,7 +233,13 @@ mod tests {
     #[test]
     fn fdinfo_fields() {
         let text = "pos:\t0\nflags:\t02\nmnt_id:\t5\nino:\t3\ninstance:\t42\nframes:\t7\n";
-        assert_eq!(parse_fdinfo(text).unwrap(), FdInfo { instance: 42, frames: 7 });
+        assert_eq!(
+            parse_fdinfo(text).unwrap(),
+            FdInfo {
+                instance: 42,
+                frames: 7
+            }
+        );
         assert!(parse_fdinfo("pos:\t0\n").is_err());
         assert!(parse_fdinfo("instance:\tx\nframes:\t1\n").is_err());
     }

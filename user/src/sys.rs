@@ -18,7 +18,11 @@ pub fn page_size() -> usize {
 pub fn check_environment(need_debugfs: bool) -> Result<(), String> {
     match fs::metadata(DEVICE) {
         Ok(m) if m.file_type().is_char_device() => {}
-        Ok(_) => return Err(format!("{DEVICE} is not a character device; remove it and load the module")),
+        Ok(_) => {
+            return Err(format!(
+                "{DEVICE} is not a character device; remove it and load the module"
+            ))
+        }
         Err(_) => {
             return Err(format!(
                 "{DEVICE} is missing: the module is not loaded. Fix: insmod rust_pagefault_demo.ko"
@@ -30,7 +34,10 @@ pub fn check_environment(need_debugfs: bool) -> Result<(), String> {
         return Err("not root: the device is 0600, and PFNs (in debugfs and pagemap) are shown only to root. Fix: run as root".into());
     }
     if need_debugfs && fs::metadata("/sys/kernel/debug/rust_pagefault_demo").is_err() {
-        if fs::read_to_string("/proc/mounts").map(|m| m.contains(" debugfs ")).unwrap_or(false) {
+        if fs::read_to_string("/proc/mounts")
+            .map(|m| m.contains(" debugfs "))
+            .unwrap_or(false)
+        {
             return Err(format!("{DEBUGFS} is missing: is the module loaded?"));
         }
         return Err("debugfs is not mounted. Fix: mount -t debugfs none /sys/kernel/debug".into());
@@ -70,7 +77,9 @@ pub struct Device {
 
 impl Device {
     pub fn open() -> io::Result<Self> {
-        Ok(Self { file: OpenOptions::new().read(true).write(true).open(DEVICE)? })
+        Ok(Self {
+            file: OpenOptions::new().read(true).write(true).open(DEVICE)?,
+        })
     }
 
     pub fn fd(&self) -> RawFd {
@@ -84,8 +93,18 @@ impl Device {
 
     /// Maps `pages` pages from page offset `pgoff`, shared or private, readable and writable.
     pub fn map(&self, pages: usize, pgoff: usize, shared: bool) -> io::Result<Mapping> {
-        let flags = if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
-        Mapping::new(Some(self.fd()), pages, pgoff, libc::PROT_READ | libc::PROT_WRITE, flags)
+        let flags = if shared {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_PRIVATE
+        };
+        Mapping::new(
+            Some(self.fd()),
+            pages,
+            pgoff,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+        )
     }
 }
 
@@ -103,7 +122,13 @@ unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// `mmap(2)`; `fd: None` maps anonymous memory.
-    pub fn new(fd: Option<RawFd>, pages: usize, pgoff: usize, prot: i32, flags: i32) -> io::Result<Self> {
+    pub fn new(
+        fd: Option<RawFd>,
+        pages: usize,
+        pgoff: usize,
+        prot: i32,
+        flags: i32,
+    ) -> io::Result<Self> {
         let len = pages * page_size();
         let (fd, flags) = match fd {
             Some(fd) => (fd, flags),
@@ -115,7 +140,10 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Self { ptr: ptr.cast(), len })
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
     }
 
     pub fn pages(&self) -> usize {
@@ -140,7 +168,10 @@ impl Mapping {
     }
 
     fn at(&self, page: usize, offset: usize) -> *mut u64 {
-        assert!(page * page_size() + offset + 8 <= self.len, "access outside the mapping");
+        assert!(
+            page * page_size() + offset + 8 <= self.len,
+            "access outside the mapping"
+        );
         (self.addr(page) + offset) as *mut u64
     }
 
@@ -184,12 +215,15 @@ pub struct Pagemap {
 
 impl Pagemap {
     pub fn open() -> io::Result<Self> {
-        Ok(Self { file: File::open("/proc/self/pagemap")? })
+        Ok(Self {
+            file: File::open("/proc/self/pagemap")?,
+        })
     }
 
     pub fn entry(&mut self, va: usize) -> io::Result<PagemapEntry> {
         let mut raw = [0u8; 8];
-        self.file.seek(SeekFrom::Start((va / page_size() * 8) as u64))?;
+        self.file
+            .seek(SeekFrom::Start((va / page_size() * 8) as u64))?;
         self.file.read_exact(&mut raw)?;
         Ok(PagemapEntry::from_raw(u64::from_le_bytes(raw)))
     }

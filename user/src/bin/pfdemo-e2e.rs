@@ -40,7 +40,10 @@ fn deltas(before: &Stats, expect: &[(&str, i64)]) -> Check {
                 .filter(|k| now.delta(before, k) != 0)
                 .map(|k| format!("{k} {:+}", now.delta(before, k)))
                 .collect();
-            return Err(format!("{name} moved by {got}, expected {want} (moved: {})", moved.join(", ")));
+            return Err(format!(
+                "{name} moved by {got}, expected {want} (moved: {})",
+                moved.join(", ")
+            ));
         }
     }
     Ok(())
@@ -63,7 +66,10 @@ fn module_path() -> String {
 }
 
 fn run(cmd: &str, args: &[&str]) -> Result<bool, String> {
-    let out = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
     Ok(out.status.success())
 }
 
@@ -111,10 +117,18 @@ fn device_node() -> Check {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let m = io("stat device", std::fs::metadata(sys::DEVICE))?;
     ensure!(m.file_type().is_char_device(), "not a character device");
-    ensure!(m.permissions().mode() & 0o777 == 0o600, "mode {:o}, expected 600", m.permissions().mode() & 0o777);
+    ensure!(
+        m.permissions().mode() & 0o777 == 0o600,
+        "mode {:o}, expected 600",
+        m.permissions().mode() & 0o777
+    );
     for f in ["stats", "frames", "latency"] {
         let m = io(f, std::fs::metadata(format!("{}/{f}", sys::DEBUGFS)))?;
-        ensure!(m.permissions().mode() & 0o777 == 0o400, "debugfs {f} mode {:o}", m.permissions().mode() & 0o777);
+        ensure!(
+            m.permissions().mode() & 0o777 == 0o400,
+            "debugfs {f} mode {:o}",
+            m.permissions().mode() & 0o777
+        );
     }
     Ok(())
 }
@@ -125,10 +139,19 @@ fn mmap_allocates_nothing() -> Check {
     let map = io("mmap", dev.map(64, 0, true))?;
     let mut pm = io("pagemap", Pagemap::open())?;
     for i in 0..map.pages() {
-        ensure!(!io("pagemap", pm.entry(map.addr(i)))?.present, "page {i} present before any touch");
+        ensure!(
+            !io("pagemap", pm.entry(map.addr(i)))?.present,
+            "page {i} present before any touch"
+        );
     }
-    deltas(&before, &[("faults", 0), ("frames_allocated", 0), ("frames_live", 0)])?;
-    ensure!(io("fdinfo", dev.fdinfo())?.frames == 0, "fdinfo counts frames before any touch");
+    deltas(
+        &before,
+        &[("faults", 0), ("frames_allocated", 0), ("frames_live", 0)],
+    )?;
+    ensure!(
+        io("fdinfo", dev.fdinfo())?.frames == 0,
+        "fdinfo counts frames before any touch"
+    );
     Ok(())
 }
 
@@ -138,11 +161,24 @@ fn first_touch_faults_once_and_pfn_matches() -> Check {
     let map = io("mmap", dev.map(1, 0, true))?;
     let before = stats()?;
     map.write(0, 0, 0xfeed);
-    deltas(&before, &[("faults", 1), ("write_faults", 1), ("read_faults", 0), ("frames_allocated", 1), ("frames_live", 1)])?;
+    deltas(
+        &before,
+        &[
+            ("faults", 1),
+            ("write_faults", 1),
+            ("read_faults", 0),
+            ("frames_allocated", 1),
+            ("frames_live", 1),
+        ],
+    )?;
     let mut pm = io("pagemap", Pagemap::open())?;
-    let pm_pfn = pagemap_pfn(&mut pm, map.addr(0))?.ok_or("pagemap: page not present after touch")?;
+    let pm_pfn =
+        pagemap_pfn(&mut pm, map.addr(0))?.ok_or("pagemap: page not present after touch")?;
     let fr_pfn = frame_pfn(id, 0)?.ok_or("frames: no row for the touched page")?;
-    ensure!(pm_pfn == fr_pfn, "frames says pfn {fr_pfn:#x}, pagemap says {pm_pfn:#x}");
+    ensure!(
+        pm_pfn == fr_pfn,
+        "frames says pfn {fr_pfn:#x}, pagemap says {pm_pfn:#x}"
+    );
     // The second access is a plain memory access: no fault.
     let before = stats()?;
     ensure!(map.read(0, 0) == 0xfeed, "value did not read back");
@@ -161,17 +197,36 @@ fn every_touched_page_matches_pagemap() -> Check {
     for i in (1..N).step_by(2) {
         let _ = map.read(i, 0);
     }
-    deltas(&before, &[("faults", N as i64), ("write_faults", N as i64 / 2), ("read_faults", N as i64 / 2), ("frames_allocated", N as i64)])?;
+    deltas(
+        &before,
+        &[
+            ("faults", N as i64),
+            ("write_faults", N as i64 / 2),
+            ("read_faults", N as i64 / 2),
+            ("frames_allocated", N as i64),
+        ],
+    )?;
     let frames = io("frames", read_frames())?;
     let mut pm = io("pagemap", Pagemap::open())?;
     let mut seen = std::collections::HashSet::new();
     for i in 0..N {
-        let fr = frames.iter().find(|r| r.instance == id && r.pgoff == i as u64).ok_or(format!("frames: pgoff {i} missing"))?;
-        let pm_pfn = pagemap_pfn(&mut pm, map.addr(i))?.ok_or(format!("pagemap: page {i} not present"))?;
-        ensure!(fr.pfn == pm_pfn, "pgoff {i}: frames {:#x} != pagemap {pm_pfn:#x}", fr.pfn);
+        let fr = frames
+            .iter()
+            .find(|r| r.instance == id && r.pgoff == i as u64)
+            .ok_or(format!("frames: pgoff {i} missing"))?;
+        let pm_pfn =
+            pagemap_pfn(&mut pm, map.addr(i))?.ok_or(format!("pagemap: page {i} not present"))?;
+        ensure!(
+            fr.pfn == pm_pfn,
+            "pgoff {i}: frames {:#x} != pagemap {pm_pfn:#x}",
+            fr.pfn
+        );
         ensure!(seen.insert(pm_pfn), "pfn {pm_pfn:#x} used twice");
     }
-    ensure!(io("fdinfo", dev.fdinfo())?.frames == N as u64, "fdinfo frame count");
+    ensure!(
+        io("fdinfo", dev.fdinfo())?.frames == N as u64,
+        "fdinfo frame count"
+    );
     Ok(())
 }
 
@@ -196,29 +251,57 @@ fn data_persists_across_remap() -> Check {
     let before = stats()?;
     let map = io("mmap again", dev.map(N, 0, true))?;
     for i in 0..N {
-        ensure!(map.read(i, 0) == 0xabc0 + i as u64, "page {i} lost its data");
+        ensure!(
+            map.read(i, 0) == 0xabc0 + i as u64,
+            "page {i} lost its data"
+        );
     }
-    deltas(&before, &[("faults", N as i64), ("frames_allocated", 0), ("frames_freed", 0)])?;
+    deltas(
+        &before,
+        &[
+            ("faults", N as i64),
+            ("frames_allocated", 0),
+            ("frames_freed", 0),
+        ],
+    )?;
     // A mapping at an offset sees the same frames shifted.
     let off = io("mmap at offset", dev.map(4, 8, true))?;
-    ensure!(off.read(0, 0) == 0xabc8, "offset mapping does not show pgoff 8");
+    ensure!(
+        off.read(0, 0) == 0xabc8,
+        "offset mapping does not show pgoff 8"
+    );
     Ok(())
 }
 
 fn instances_never_share_frames() -> Check {
     let (a, b) = (io("open a", Device::open())?, io("open b", Device::open())?);
-    let (ia, ib) = (io("fdinfo", a.fdinfo())?.instance, io("fdinfo", b.fdinfo())?.instance);
+    let (ia, ib) = (
+        io("fdinfo", a.fdinfo())?.instance,
+        io("fdinfo", b.fdinfo())?.instance,
+    );
     ensure!(ia != ib, "two opens got the same instance id {ia}");
-    let (ma, mb) = (io("mmap a", a.map(8, 0, true))?, io("mmap b", b.map(8, 0, true))?);
+    let (ma, mb) = (
+        io("mmap a", a.map(8, 0, true))?,
+        io("mmap b", b.map(8, 0, true))?,
+    );
     for i in 0..8 {
         ma.write(i, 0, 1);
         mb.write(i, 0, 2);
     }
     let mut pm = io("pagemap", Pagemap::open())?;
     for i in 0..8 {
-        let (pa, pb) = (pagemap_pfn(&mut pm, ma.addr(i))?, pagemap_pfn(&mut pm, mb.addr(i))?);
-        ensure!(pa.is_some() && pa != pb, "pgoff {i}: both instances map pfn {pa:?}");
-        ensure!(ma.read(i, 0) == 1 && mb.read(i, 0) == 2, "instances see each other's data");
+        let (pa, pb) = (
+            pagemap_pfn(&mut pm, ma.addr(i))?,
+            pagemap_pfn(&mut pm, mb.addr(i))?,
+        );
+        ensure!(
+            pa.is_some() && pa != pb,
+            "pgoff {i}: both instances map pfn {pa:?}"
+        );
+        ensure!(
+            ma.read(i, 0) == 1 && mb.read(i, 0) == 2,
+            "instances see each other's data"
+        );
     }
     Ok(())
 }
@@ -233,11 +316,30 @@ fn frames_freed_at_last_close() -> Check {
         }
         drop(map);
         // Frames survive munmap while the file is open.
-        deltas(&before, &[("frames_allocated", 20), ("frames_freed", 0), ("frames_live", 20), ("instances", 1)])?;
+        deltas(
+            &before,
+            &[
+                ("frames_allocated", 20),
+                ("frames_freed", 0),
+                ("frames_live", 20),
+                ("instances", 1),
+            ],
+        )?;
     }
-    deltas(&before, &[("frames_allocated", 20), ("frames_freed", 20), ("frames_live", 0), ("instances", 0)])?;
+    deltas(
+        &before,
+        &[
+            ("frames_allocated", 20),
+            ("frames_freed", 20),
+            ("frames_live", 0),
+            ("instances", 0),
+        ],
+    )?;
     let s = stats()?;
-    ensure!(s.get("frames_allocated") - s.get("frames_freed") == s.get("frames_live"), "allocated - freed != live");
+    ensure!(
+        s.get("frames_allocated") - s.get("frames_freed") == s.get("frames_live"),
+        "allocated - freed != live"
+    );
     Ok(())
 }
 
@@ -250,10 +352,19 @@ fn private_mapping_copies_on_write() -> Check {
     }
     let private = io("mmap private", dev.map(4, 0, false))?;
     let before = stats()?;
-    ensure!(private.read(0, 0) == 0xaaaa, "private mapping does not show the instance data");
+    ensure!(
+        private.read(0, 0) == 0xaaaa,
+        "private mapping does not show the instance data"
+    );
     private.write(1, 0, 0xbbbb);
-    ensure!(private.read(1, 0) == 0xbbbb, "private write not visible to the writer");
-    ensure!(shared.read(1, 0) == 0xaaaa, "private write reached the instance frame");
+    ensure!(
+        private.read(1, 0) == 0xbbbb,
+        "private write not visible to the writer"
+    );
+    ensure!(
+        shared.read(1, 0) == 0xaaaa,
+        "private write reached the instance frame"
+    );
     // Our handler mapped the instance frames (no new frame); the copy is the kernel's own.
     deltas(&before, &[("frames_allocated", 0), ("faults", 2)])?;
     let mut pm = io("pagemap", Pagemap::open())?;
@@ -261,10 +372,16 @@ fn private_mapping_copies_on_write() -> Check {
     let copy = pagemap_pfn(&mut pm, private.addr(1))?.ok_or("private page not present")?;
     ensure!(copy != inst, "private write did not get its own copy");
     let read_only = pagemap_pfn(&mut pm, private.addr(0))?;
-    ensure!(read_only == frame_pfn(id, 0)?, "private read does not map the instance frame");
+    ensure!(
+        read_only == frame_pfn(id, 0)?,
+        "private read does not map the instance frame"
+    );
     // Writes through the shared mapping after the copy are not seen by the private copy.
     shared.write(1, 0, 0xcccc);
-    ensure!(private.read(1, 0) == 0xbbbb, "private copy changed under the writer");
+    ensure!(
+        private.read(1, 0) == 0xbbbb,
+        "private copy changed under the writer"
+    );
     Ok(())
 }
 
@@ -275,10 +392,14 @@ fn fork_children_share_frames() -> Check {
         map.write(i, 0, 100 + i as u64);
     }
     let mut pm = io("pagemap", Pagemap::open())?;
-    let parent_pfns: Vec<_> = (0..8).map(|i| pagemap_pfn(&mut pm, map.addr(i))).collect::<Result<_, _>>()?;
+    let parent_pfns: Vec<_> = (0..8)
+        .map(|i| pagemap_pfn(&mut pm, map.addr(i)))
+        .collect::<Result<_, _>>()?;
     let before = stats()?;
     let status = in_child(|| {
-        let Ok(mut pm) = Pagemap::open() else { return 10 };
+        let Ok(mut pm) = Pagemap::open() else {
+            return 10;
+        };
         for i in 0..8 {
             if map.read(i, 0) != 100 + i as u64 {
                 return 11;
@@ -290,8 +411,14 @@ fn fork_children_share_frames() -> Check {
         map.write(3, 0, 0xc41d);
         0
     })?;
-    ensure!(status == Ok(0), "child ended with {status:?} (11: data, 12: pfn differs)");
-    ensure!(map.read(3, 0) == 0xc41d, "parent does not see the child's write");
+    ensure!(
+        status == Ok(0),
+        "child ended with {status:?} (11: data, 12: pfn differs)"
+    );
+    ensure!(
+        map.read(3, 0) == 0xc41d,
+        "parent does not see the child's write"
+    );
     deltas(&before, &[("frames_allocated", 0)])
 }
 
@@ -316,10 +443,19 @@ fn concurrent_first_touch_allocates_once() -> Check {
     for h in handles {
         h.join().map_err(|_| "thread panicked")?;
     }
-    deltas(&before, &[("frames_allocated", ROUNDS as i64), ("frames_live", ROUNDS as i64)])?;
+    deltas(
+        &before,
+        &[
+            ("frames_allocated", ROUNDS as i64),
+            ("frames_live", ROUNDS as i64),
+        ],
+    )?;
     for i in 0..ROUNDS {
         for t in 0..threads {
-            ensure!(map.read(i, 8 * t) == t as u64 + 1, "page {i}: thread {t}'s write was lost");
+            ensure!(
+                map.read(i, 8 * t) == t as u64 + 1,
+                "page {i}: thread {t}'s write was lost"
+            );
         }
     }
     Ok(())
@@ -332,11 +468,37 @@ fn bad_mmaps_are_refused() -> Check {
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let fd = Some(dev.fd());
     let cases: [(&str, Option<i32>, Option<i32>); 5] = [
-        ("past the end", errno_of(Mapping::new(fd, size + 1, 0, rw, libc::MAP_SHARED)), Some(libc::EINVAL)),
-        ("offset past the end", errno_of(Mapping::new(fd, 2, size - 1, rw, libc::MAP_SHARED)), Some(libc::EINVAL)),
-        ("zero length", errno_of(Mapping::new(fd, 0, 0, rw, libc::MAP_SHARED)), Some(libc::EINVAL)),
-        ("PROT_EXEC", errno_of(Mapping::new(fd, 1, 0, rw | libc::PROT_EXEC, libc::MAP_SHARED)), Some(libc::EPERM)),
-        ("exactly the size", errno_of(Mapping::new(fd, size, 0, rw, libc::MAP_SHARED)), None),
+        (
+            "past the end",
+            errno_of(Mapping::new(fd, size + 1, 0, rw, libc::MAP_SHARED)),
+            Some(libc::EINVAL),
+        ),
+        (
+            "offset past the end",
+            errno_of(Mapping::new(fd, 2, size - 1, rw, libc::MAP_SHARED)),
+            Some(libc::EINVAL),
+        ),
+        (
+            "zero length",
+            errno_of(Mapping::new(fd, 0, 0, rw, libc::MAP_SHARED)),
+            Some(libc::EINVAL),
+        ),
+        (
+            "PROT_EXEC",
+            errno_of(Mapping::new(
+                fd,
+                1,
+                0,
+                rw | libc::PROT_EXEC,
+                libc::MAP_SHARED,
+            )),
+            Some(libc::EPERM),
+        ),
+        (
+            "exactly the size",
+            errno_of(Mapping::new(fd, size, 0, rw, libc::MAP_SHARED)),
+            None,
+        ),
     ];
     for (what, got, want) in cases {
         ensure!(got == want, "{what}: errno {got:?}, expected {want:?}");
@@ -348,10 +510,23 @@ fn mremap_growth_and_mprotect_exec_refused() -> Check {
     let dev = io("open", Device::open())?;
     let map = io("mmap", dev.map(4, 0, true))?;
     // SAFETY: growing our own mapping in place or moving it; failure leaves it unchanged.
-    let r = unsafe { libc::mremap(map.as_ptr().cast(), map.len(), 8 * page_size(), libc::MREMAP_MAYMOVE) };
+    let r = unsafe {
+        libc::mremap(
+            map.as_ptr().cast(),
+            map.len(),
+            8 * page_size(),
+            libc::MREMAP_MAYMOVE,
+        )
+    };
     ensure!(r == libc::MAP_FAILED, "mremap growth succeeded");
     // SAFETY: changing the protection of our own mapping.
-    let r = unsafe { libc::mprotect(map.as_ptr().cast(), map.len(), libc::PROT_READ | libc::PROT_EXEC) };
+    let r = unsafe {
+        libc::mprotect(
+            map.as_ptr().cast(),
+            map.len(),
+            libc::PROT_READ | libc::PROT_EXEC,
+        )
+    };
     ensure!(r != 0, "mprotect(PROT_EXEC) succeeded");
     // Shrinking is fine.
     // SAFETY: as above; shrinking in place.
@@ -361,18 +536,33 @@ fn mremap_growth_and_mprotect_exec_refused() -> Check {
 }
 
 fn latency_histogram_counts_every_fault() -> Check {
-    let total: u64 = io("latency", sys::read_latency())?.iter().map(|(_, c)| c).sum();
+    let total: u64 = io("latency", sys::read_latency())?
+        .iter()
+        .map(|(_, c)| c)
+        .sum();
     let faults = stats()?.get("faults");
-    ensure!(total == faults, "histogram holds {total} faults, stats says {faults}");
+    ensure!(
+        total == faults,
+        "histogram holds {total} faults, stats says {faults}"
+    );
     Ok(())
 }
 
 fn rmmod_refused_while_open() -> Check {
     let dev = io("open", Device::open())?;
-    ensure!(!run("rmmod", &["rust_pagefault_demo"])?, "rmmod succeeded with a file open");
+    ensure!(
+        !run("rmmod", &["rust_pagefault_demo"])?,
+        "rmmod succeeded with a file open"
+    );
     drop(dev);
-    ensure!(run("rmmod", &["rust_pagefault_demo"])?, "rmmod failed after the last close");
-    ensure!(std::fs::metadata(sys::DEVICE).is_err(), "device node left after rmmod");
+    ensure!(
+        run("rmmod", &["rust_pagefault_demo"])?,
+        "rmmod failed after the last close"
+    );
+    ensure!(
+        std::fs::metadata(sys::DEVICE).is_err(),
+        "device node left after rmmod"
+    );
     ensure!(run("insmod", &[&module_path()])?, "insmod again failed");
     Ok(())
 }
@@ -381,7 +571,14 @@ fn invalid_parameters_refused() -> Check {
     run("rmmod", &["rust_pagefault_demo"])?;
     let m = module_path();
     // (An unknown parameter is not ours to refuse: the kernel ignores it with a warning.)
-    for bad in ["max_pages=0", "max_pages=16777217", "max_total_pages=999999999999", "max_pages=abc", "max_pages=-1", "max_total_pages=1x"] {
+    for bad in [
+        "max_pages=0",
+        "max_pages=16777217",
+        "max_total_pages=999999999999",
+        "max_pages=abc",
+        "max_pages=-1",
+        "max_total_pages=1x",
+    ] {
         let ok = run("insmod", &[&m, bad])?;
         if ok {
             run("rmmod", &["rust_pagefault_demo"])?;
@@ -406,10 +603,20 @@ fn sigbus_at_the_cap() -> Check {
             map.write(16, 0, 1);
             0
         })?;
-        ensure!(status == Err(libc::SIGBUS), "touch past the cap ended with {status:?}, expected SIGBUS");
-        deltas(&before, &[("sigbus", 1), ("frames_allocated", 0), ("frames_live", 0)])?;
+        ensure!(
+            status == Err(libc::SIGBUS),
+            "touch past the cap ended with {status:?}, expected SIGBUS"
+        );
+        deltas(
+            &before,
+            &[("sigbus", 1), ("frames_allocated", 0), ("frames_live", 0)],
+        )?;
         let s = stats()?;
-        ensure!(s.get("frames_live") == 16, "frames_live {} at the cap", s.get("frames_live"));
+        ensure!(
+            s.get("frames_live") == 16,
+            "frames_live {} at the cap",
+            s.get("frames_live")
+        );
         // Pages below the cap are intact, and a second instance is capped too.
         for i in 0..16 {
             ensure!(map.read(i, 0) == i as u64, "page {i} changed");
@@ -420,13 +627,23 @@ fn sigbus_at_the_cap() -> Check {
             om.write(0, 0, 1);
             0
         })?;
-        ensure!(status == Err(libc::SIGBUS), "second instance got a frame past the cap");
+        ensure!(
+            status == Err(libc::SIGBUS),
+            "second instance got a frame past the cap"
+        );
         drop((om, other, map, dev));
         let s = stats()?;
-        ensure!(s.get("frames_live") == 0 && s.get("frames_allocated") == s.get("frames_freed"), "frames leaked: {:?}", s.0);
+        ensure!(
+            s.get("frames_live") == 0 && s.get("frames_allocated") == s.get("frames_freed"),
+            "frames leaked: {:?}",
+            s.0
+        );
         // A mapping past max_pages=64 is refused at mmap time.
         let dev = io("open", Device::open())?;
-        ensure!(errno_of(dev.map(65, 0, true)) == Some(libc::EINVAL), "mmap past max_pages=64 not refused");
+        ensure!(
+            errno_of(dev.map(65, 0, true)) == Some(libc::EINVAL),
+            "mmap past max_pages=64 not refused"
+        );
         Ok(())
     })();
     reload(&[])?;
@@ -443,21 +660,63 @@ fn main() {
     let cases: &[(&str, fn() -> Check)] = &[
         ("device node is 0600 and debugfs files 0400", device_node),
         ("mmap allocates nothing", mmap_allocates_nothing),
-        ("first touch: one fault, one frame, PFN equals pagemap", first_touch_faults_once_and_pfn_matches),
-        ("every touched page: frames PFN equals pagemap PFN", every_touched_page_matches_pagemap),
+        (
+            "first touch: one fault, one frame, PFN equals pagemap",
+            first_touch_faults_once_and_pfn_matches,
+        ),
+        (
+            "every touched page: frames PFN equals pagemap PFN",
+            every_touched_page_matches_pagemap,
+        ),
         ("fresh frames are zero-filled", fresh_frames_are_zero),
-        ("data persists across munmap and mmap", data_persists_across_remap),
-        ("separate instances never share frames", instances_never_share_frames),
-        ("frames survive munmap and are freed at the last close", frames_freed_at_last_close),
-        ("MAP_PRIVATE copies on write", private_mapping_copies_on_write),
-        ("fork children share MAP_SHARED frames", fork_children_share_frames),
-        ("concurrent first touch allocates exactly one frame", concurrent_first_touch_allocates_once),
-        ("bad mmaps are refused (EINVAL, EPERM)", bad_mmaps_are_refused),
-        ("mremap growth and mprotect(PROT_EXEC) are refused", mremap_growth_and_mprotect_exec_refused),
-        ("latency histogram counts every fault", latency_histogram_counts_every_fault),
-        ("SIGBUS at max_total_pages, counts intact", sigbus_at_the_cap),
-        ("rmmod refused while a file is open, clean after", rmmod_refused_while_open),
-        ("invalid module parameters are refused", invalid_parameters_refused),
+        (
+            "data persists across munmap and mmap",
+            data_persists_across_remap,
+        ),
+        (
+            "separate instances never share frames",
+            instances_never_share_frames,
+        ),
+        (
+            "frames survive munmap and are freed at the last close",
+            frames_freed_at_last_close,
+        ),
+        (
+            "MAP_PRIVATE copies on write",
+            private_mapping_copies_on_write,
+        ),
+        (
+            "fork children share MAP_SHARED frames",
+            fork_children_share_frames,
+        ),
+        (
+            "concurrent first touch allocates exactly one frame",
+            concurrent_first_touch_allocates_once,
+        ),
+        (
+            "bad mmaps are refused (EINVAL, EPERM)",
+            bad_mmaps_are_refused,
+        ),
+        (
+            "mremap growth and mprotect(PROT_EXEC) are refused",
+            mremap_growth_and_mprotect_exec_refused,
+        ),
+        (
+            "latency histogram counts every fault",
+            latency_histogram_counts_every_fault,
+        ),
+        (
+            "SIGBUS at max_total_pages, counts intact",
+            sigbus_at_the_cap,
+        ),
+        (
+            "rmmod refused while a file is open, clean after",
+            rmmod_refused_while_open,
+        ),
+        (
+            "invalid module parameters are refused",
+            invalid_parameters_refused,
+        ),
     ];
     println!("TAP version 13\n1..{}", cases.len());
     let (mut passed, mut failed) = (0, 0);

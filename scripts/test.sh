@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# test.sh: the whole test suite (make test). Builds what is missing, then runs:
+#   - host checks: rustfmt (kernel's .rustfmt.toml), clippy on the module, cargo test
+#   - in the VM: the module's KUnit suite (KTAP, parsed), the end-to-end tests, the tour's
+#     checks, and a scan of the kernel log for reports (BUG, WARNING, KASAN, lockdep, leaks)
+# for each flavour in $TEST_FLAVOURS (default: "default debug"). Ends with one line
+# "N passed, N failed" and exits non-zero on any failure.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+flavours=${TEST_FLAVOURS:-default debug}
+passed=0
+failed=0
+failures=()
+pass() { passed=$((passed + ${2:-1})); }
+fail() { failed=$((failed + ${2:-1})); failures+=("$1"); printf 'FAILED: %s\n' "$1" >&2; }
+check() { # check NAME CMD...: one test that passes when CMD succeeds
+	local name=$1
+	shift
+	if "$@"; then pass "$name"; else fail "$name"; fi
+}
+
+"$RPD_TOP/scripts/buildroot.sh"
+for f in $flavours; do "$RPD_TOP/scripts/kernel.sh" "$f"; done
+
+say "host: format, lint and unit tests"
+check "rustfmt (module and user programs)" "$RPD_TOP/scripts/fmt.sh" --check
+lint=$(FLAVOUR=default CLIPPY=1 "$RPD_TOP/scripts/module.sh" modules 2>&1) || true
+if echo "$lint" | grep -qE '^(warning|error)'; then
+	echo "$lint" >&2
+	fail "make CLIPPY=1: not clean"
+else
+	pass "make CLIPPY=1 is clean"
+fi
+out=$("$RPD_TOP/scripts/in-root.sh" sh -c \
+	"cd $RPD_SRC_IN/user && cargo test --release --locked --target-dir /build/user-target 2>&1") || true
+echo "$out" | grep -E '^test |test result' >&2 || true
+n_ok=$(echo "$out" | sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' | awk '{s+=$1} END {print s+0}')
+n_bad=$(echo "$out" | sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' | awk '{s+=$1} END {print s+0}')
+pass "cargo test" "$n_ok"
+[ "$n_bad" -eq 0 ] || fail "cargo test ($n_bad)" "$n_bad"
+[ "$n_ok" -gt 0 ] || fail "cargo test ran no test (output above)"
+
+"$RPD_TOP/scripts/user.sh"
+ksrc=$(ls -d "$RPD_ROOT"/build/linux-*/ | head -n 1)
+ksrc=${ksrc#"$RPD_ROOT"}
+for f in $flavours; do
+	say "VM ($f kernel): module, initramfs, boot"
+	FLAVOUR=$f "$RPD_TOP/scripts/module.sh" modules
+	"$RPD_TOP/scripts/initramfs.sh" "$f"
+	log=$RPD_LOGS/test-$f.log
+	vm_rc=0
+	FLAVOUR=$f "$RPD_TOP/scripts/vm.sh" test "$log" >/dev/null || vm_rc=$?
+	# Drop the printk timestamps for parsing.
+	clean=$(sed -E 's/\r$//; s/^\[ *[0-9]+\.[0-9]+\] //' "$log")
+
+	# KUnit: the module's suite from its first load, parsed by the kernel's own kunit.py.
+	ktap=$(echo "$clean" | awk '/^ *# Subtest: rust_pagefault_demo$/ && !done {on=1}
+		on {print} on && /^ok [0-9]+ rust_pagefault_demo/ {on=0; done=1}')
+	k_ok=$(echo "$ktap" | grep -cE '^    ok [0-9]+ ' || true)
+	k_bad=$(echo "$ktap" | grep -cE '^    not ok [0-9]+ ' || true)
+	if [ "$k_ok" -eq 0 ]; then
+		fail "[$f] KUnit: no results for the rust_pagefault_demo suite"
+	else
+		pass "[$f] KUnit" "$k_ok"
+		[ "$k_bad" -eq 0 ] || fail "[$f] KUnit failures" "$k_bad"
+		{ echo "KTAP version 1"; echo "1..1"; echo "    KTAP version 1"; echo "$ktap"; } >"$RPD_LOGS/kunit-$f.ktap"
+		check "[$f] kunit.py parse agrees" "$RPD_TOP/scripts/in-root.sh" sh -c \
+			"python3 $ksrc/tools/testing/kunit/kunit.py parse </dev/stdin >/dev/null" <"$RPD_LOGS/kunit-$f.ktap"
+	fi
+	# Every later load ran the suite again: none may fail.
+	again=$(echo "$clean" | grep -cE '^not ok [0-9]+ rust_pagefault_demo' || true)
+	[ "$again" -eq 0 ] || fail "[$f] KUnit failed on a later module load" "$again"
+
+	# End-to-end tests and the tour.
+	e_ok=$(echo "$clean" | grep -cE '^ok [0-9]+ - ' || true)
+	e_bad=$(echo "$clean" | grep -cE '^not ok [0-9]+ - ' || true)
+	[ "$e_ok" -gt 0 ] || fail "[$f] e2e: no results"
+	pass "[$f] e2e" "$e_ok"
+	[ "$e_bad" -eq 0 ] || fail "[$f] e2e failures: $(echo "$clean" | grep -E '^not ok [0-9]+ - ' | tr '\n' ';')" "$e_bad"
+	if echo "$clean" | grep -qE '^tour: all [0-9]+ checks passed'; then pass "[$f] tour"; else fail "[$f] tour checks"; fi
+
+	# Kernel reports: any of these in the guest log is a failure.
+	splats=$(echo "$clean" | grep -E 'BUG:|WARNING:|KASAN|UBSAN|Oops|Kernel panic|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|unreferenced object|kmemleak: [0-9]+ new suspected|sleeping function called from invalid context|Bad page' || true)
+	if [ -n "$splats" ]; then fail "[$f] kernel reports in the guest log: $(echo "$splats" | head -n 3 | tr '\n' ';')"; else pass "[$f] no kernel reports"; fi
+	[ "$vm_rc" -eq 0 ] || fail "[$f] guest exit status $vm_rc (log: $log)"
+done
+
+say "summary"
+for x in "${failures[@]}"; do echo "  failed: $x"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
