@@ -467,7 +467,12 @@ fn bad_mmaps_are_refused() -> Check {
     let size = 65536; // the default max_pages
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let fd = Some(dev.fd());
-    let cases: [(&str, Option<i32>, Option<i32>); 5] = [
+    let cases: [(&str, Option<i32>, Option<i32>); 6] = [
+        (
+            "huge offset",
+            errno_of(Mapping::new(fd, 1, 1 << 50, rw, libc::MAP_SHARED)),
+            Some(libc::EINVAL),
+        ),
         (
             "past the end",
             errno_of(Mapping::new(fd, size + 1, 0, rw, libc::MAP_SHARED)),
@@ -503,7 +508,7 @@ fn bad_mmaps_are_refused() -> Check {
     for (what, got, want) in cases {
         ensure!(got == want, "{what}: errno {got:?}, expected {want:?}");
     }
-    deltas(&before, &[("mmap_refused", 3), ("frames_allocated", 0)])
+    deltas(&before, &[("mmap_refused", 4), ("frames_allocated", 0)])
 }
 
 fn mremap_growth_and_mprotect_exec_refused() -> Check {
@@ -532,6 +537,38 @@ fn mremap_growth_and_mprotect_exec_refused() -> Check {
     // SAFETY: as above; shrinking in place.
     let r = unsafe { libc::mremap(map.as_ptr().cast(), map.len(), 2 * page_size(), 0) };
     ensure!(r != libc::MAP_FAILED, "mremap shrink failed");
+    Ok(())
+}
+
+fn file_operations_we_do_not_offer() -> Check {
+    let dev = io("open", Device::open())?;
+    let mut buf = [0u8; 16];
+    let errno = || std::io::Error::last_os_error().raw_os_error();
+    // SAFETY: reading into and writing from our own buffer.
+    let r = unsafe { libc::read(dev.fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    ensure!(
+        r < 0 && errno() == Some(libc::EINVAL),
+        "read: {r}, errno {:?}",
+        errno()
+    );
+    // SAFETY: as above.
+    let r = unsafe { libc::write(dev.fd(), buf.as_ptr().cast(), buf.len()) };
+    ensure!(
+        r < 0 && errno() == Some(libc::EINVAL),
+        "write: {r}, errno {:?}",
+        errno()
+    );
+    // SAFETY: an ioctl number no driver knows, with no argument.
+    let r = unsafe { libc::ioctl(dev.fd(), 0x1234_5678, 0) };
+    ensure!(
+        r < 0 && errno() == Some(libc::ENOTTY),
+        "ioctl: {r}, errno {:?}",
+        errno()
+    );
+    for f in ["stats", "frames", "latency"] {
+        let w = std::fs::write(format!("{}/{f}", sys::DEBUGFS), "0\n");
+        ensure!(w.is_err(), "writing debugfs {f} succeeded");
+    }
     Ok(())
 }
 
