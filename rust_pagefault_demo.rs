@@ -45,7 +45,7 @@ use kernel::{
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::{VmaMixedMap, VmaNew},
     new_mutex,
-    page::{BorrowedPage, PAGE_MASK, PAGE_SHIFT},
+    page::{BorrowedPage, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
     seq_file::{seq_print, SeqFile},
     sync::{
@@ -71,6 +71,10 @@ module! {
             default: 0,
             description: "Live frames of all instances at most (0: a quarter of RAM)",
         },
+        prefault: u32 {
+            default: 1,
+            description: "Pages mapped per fault (1..=512): the faulting page and those after it",
+        },
     },
 }
 
@@ -81,6 +85,8 @@ struct Limits {
     max_pages: usize,
     /// Live frames of all instances together.
     max_total_pages: usize,
+    /// Pages mapped per fault.
+    prefault: usize,
 }
 
 impl Limits {
@@ -88,14 +94,25 @@ impl Limits {
     /// far from overflowing.
     const MAX_PAGES_LIMIT: u64 = 1 << 24;
 
+    /// At most one page table's worth of pages per fault.
+    const MAX_PREFAULT: u32 = 512;
+
     /// Validates the module parameters against the machine's RAM (in pages).
     ///
     /// `max_total_pages == 0` means a quarter of RAM. A cap larger than RAM is refused: it
     /// would never stop anything. A cap smaller than `max_pages` is allowed; then the cap, not
     /// the size, stops an instance's growth.
-    fn new(max_pages: u64, max_total_pages: u64, ram_pages: usize) -> Result<Self, &'static str> {
+    fn new(
+        max_pages: u64,
+        max_total_pages: u64,
+        prefault: u32,
+        ram_pages: usize,
+    ) -> Result<Self, &'static str> {
         if max_pages == 0 || max_pages > Self::MAX_PAGES_LIMIT {
             return Err("max_pages must be between 1 and 16777216");
+        }
+        if prefault == 0 || prefault > Self::MAX_PREFAULT {
+            return Err("prefault must be between 1 and 512");
         }
         let max_total_pages = match max_total_pages {
             0 => (ram_pages / 4).max(1),
@@ -107,6 +124,7 @@ impl Limits {
         Ok(Self {
             max_pages: max_pages as usize,
             max_total_pages,
+            prefault: prefault as usize,
         })
     }
 }
@@ -162,6 +180,8 @@ struct Stats {
     instances: Atomic<u64>,
     instances_opened: Atomic<u64>,
     mmap_refused: Atomic<u64>,
+    /// Pages mapped by faults besides the faulting page (`prefault` > 1).
+    prefaulted: Atomic<u64>,
     latency: Histogram,
 }
 
@@ -178,12 +198,19 @@ impl Stats {
             instances: Atomic::new(0),
             instances_opened: Atomic::new(0),
             mmap_refused: Atomic::new(0),
+            prefaulted: Atomic::new(0),
             latency: Histogram::new(),
         }
     }
 
-    /// Writes `name value` lines; `frames_live` is the budget's count (see [`FrameBudget`]).
-    fn write(&self, f: &mut fmt::Formatter<'_>, budget: &FrameBudget) -> fmt::Result {
+    /// Writes `name value` lines: the counters, then the budget's count of live frames (see
+    /// [`FrameBudget`]) and the settings it runs with.
+    fn write(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        budget: &FrameBudget,
+        prefault: usize,
+    ) -> fmt::Result {
         let counters = [
             ("faults", &self.faults),
             ("read_faults", &self.read_faults),
@@ -195,12 +222,14 @@ impl Stats {
             ("instances", &self.instances),
             ("instances_opened", &self.instances_opened),
             ("mmap_refused", &self.mmap_refused),
+            ("prefaulted", &self.prefaulted),
         ];
         for (name, value) in counters {
             writeln!(f, "{name} {}", value.load(Relaxed))?;
         }
         writeln!(f, "frames_live {}", budget.live())?;
-        writeln!(f, "max_total_pages {}", budget.cap())
+        writeln!(f, "max_total_pages {}", budget.cap())?;
+        writeln!(f, "prefault {prefault}")
     }
 }
 
@@ -272,6 +301,7 @@ impl Drop for Reservation<'_> {
 static STATS: Stats = Stats::new();
 static BUDGET: FrameBudget = FrameBudget::new(0);
 static MAX_PAGES: Atomic<usize> = Atomic::new(0);
+static PREFAULT: Atomic<usize> = Atomic::new(1);
 static NEXT_INSTANCE_ID: Atomic<u64> = Atomic::new(1);
 
 kernel::sync::global_lock! {
@@ -396,7 +426,8 @@ impl Instance {
         })
     }
 
-    /// Maps the frame of `pgoff` at `address`, allocating it on the first touch.
+    /// Maps the frame of `pgoff` at `address`, allocating it on the first touch; with
+    /// `prefault` > 1, also maps the pages after it.
     fn map(&self, vma: &VmaMixedMap, pgoff: usize, address: usize) -> vm::FaultOutcome {
         if pgoff >= self.size {
             // mmap refuses such ranges and VM_DONTEXPAND stops growth: only a kernel bug gets
@@ -404,46 +435,88 @@ impl Instance {
             STATS.sigbus.add(1, Relaxed);
             return vm::FaultOutcome::Sigbus;
         }
-        let page = match self.table.get(pgoff) {
-            Some(page) => page,
-            None => match self.populate(pgoff) {
-                Ok(page) => page,
-                Err(outcome) => return outcome,
-            },
+        let page = match self.frame(pgoff) {
+            Ok(page) => page,
+            Err(Shortage::Cap) => {
+                STATS.sigbus.add(1, Relaxed);
+                return vm::FaultOutcome::Sigbus;
+            }
+            Err(Shortage::Memory) => {
+                STATS.oom.add(1, Relaxed);
+                return vm::FaultOutcome::Oom;
+            }
         };
-        match vma.vm_insert_page(address & PAGE_MASK, &page) {
+        let address = address & PAGE_MASK;
+        match vma.vm_insert_page(address, &page) {
             // EBUSY: a thread of the same process mapped it first; the access will succeed.
-            Ok(()) => vm::FaultOutcome::Mapped,
-            Err(e) if e == EBUSY => vm::FaultOutcome::Mapped,
+            Ok(()) => {}
+            Err(e) if e == EBUSY => {}
             Err(e) if e == ENOMEM => {
                 STATS.oom.add(1, Relaxed);
-                vm::FaultOutcome::Oom
+                return vm::FaultOutcome::Oom;
             }
             Err(_) => {
                 STATS.sigbus.add(1, Relaxed);
-                vm::FaultOutcome::Sigbus
+                return vm::FaultOutcome::Sigbus;
             }
         }
+        let extra = PREFAULT.load(Relaxed) - 1;
+        if extra > 0 {
+            self.prefault(vma, pgoff + 1, address + PAGE_SIZE, extra);
+        }
+        vm::FaultOutcome::Mapped
     }
 
-    /// Allocates the frame of `pgoff`, or finds the one a concurrent fault just stored.
-    fn populate(&self, pgoff: usize) -> Result<BorrowedPage<'_>, vm::FaultOutcome> {
-        let Some(reservation) = BUDGET.reserve() else {
-            STATS.sigbus.add(1, Relaxed);
-            return Err(vm::FaultOutcome::Sigbus);
-        };
-        let oom = || {
-            STATS.oom.add(1, Relaxed);
-            vm::FaultOutcome::Oom
-        };
-        let frame = vm::Frame::alloc_zeroed().map_err(|_| oom())?;
-        let (page, inserted) = self.table.get_or_insert(pgoff, frame).map_err(|_| oom())?;
+    /// Maps up to `count` pages from `pgoff` at `address`, allocating their frames, in batches
+    /// of one `vm_insert_pages` call each. Best effort: it stops at the end of the mapping or
+    /// of the instance, at the frame cap, or at an allocation failure (those pages then fault
+    /// on their own), and skips pages that are mapped already.
+    fn prefault(&self, vma: &VmaMixedMap, pgoff: usize, address: usize, count: usize) {
+        let count = count
+            .min(self.size.saturating_sub(pgoff))
+            .min((vma.end() - address) >> PAGE_SHIFT);
+        let mut batch = vm::PageBatch::new(address);
+        let mut mapped = 0;
+        for i in 0..count {
+            let Ok(page) = self.frame(pgoff + i) else {
+                break;
+            };
+            if batch.is_full() {
+                mapped += batch.insert(vma);
+            }
+            batch.push(&page);
+        }
+        mapped += batch.insert(vma);
+        STATS.prefaulted.add(mapped as u64, Relaxed);
+    }
+
+    /// The frame of `pgoff`: the one in the table, or a new one.
+    fn frame(&self, pgoff: usize) -> Result<BorrowedPage<'_>, Shortage> {
+        if let Some(page) = self.table.get(pgoff) {
+            return Ok(page);
+        }
+        let reservation = BUDGET.reserve().ok_or(Shortage::Cap)?;
+        let frame = vm::Frame::alloc_zeroed().map_err(|_| Shortage::Memory)?;
+        // A concurrent fault may have stored a frame meanwhile: then ours is freed, and the
+        // reservation given back when it drops.
+        let (page, inserted) = self
+            .table
+            .get_or_insert(pgoff, frame)
+            .map_err(|_| Shortage::Memory)?;
         if inserted {
             reservation.commit();
             STATS.frames_allocated.add(1, Relaxed);
         }
         Ok(page)
     }
+}
+
+/// Why a frame could not be had.
+enum Shortage {
+    /// `max_total_pages` is reached.
+    Cap,
+    /// The page or table allocation failed.
+    Memory,
 }
 
 impl vm::FaultHandler for Instance {
@@ -566,18 +639,21 @@ impl kernel::InPlaceModule for PagefaultDemo {
         let limits = Limits::new(
             module_parameters::max_pages.value(),
             module_parameters::max_total_pages.value(),
+            module_parameters::prefault.value(),
             vm::ram_pages(),
         );
         let setup = match limits {
             Ok(limits) => {
                 MAX_PAGES.store(limits.max_pages, Relaxed);
+                PREFAULT.store(limits.prefault, Relaxed);
                 BUDGET.cap.store(limits.max_total_pages, Relaxed);
                 // SAFETY: called once, before the device and debugfs files that use it exist.
                 unsafe { INSTANCES.init() };
                 pr_info!(
-                    "max_pages={} max_total_pages={}\n",
+                    "max_pages={} max_total_pages={} prefault={}\n",
                     limits.max_pages,
-                    limits.max_total_pages
+                    limits.max_total_pages,
+                    limits.prefault
                 );
                 Ok(())
             }
@@ -589,7 +665,9 @@ impl kernel::InPlaceModule for PagefaultDemo {
         let dir = debugfs::Dir::new(c"rust_pagefault_demo");
         try_pin_init!(Self {
             _: { setup? },
-            stats <- dir.read_callback_file(c"stats", (), &|(), f| STATS.write(f, &BUDGET)),
+            stats <- dir.read_callback_file(c"stats", (), &|(), f| {
+                STATS.write(f, &BUDGET, PREFAULT.load(Relaxed))
+            }),
             frames <- dir.read_callback_file(c"frames", (), &|(), f| write_frames(f)),
             latency <- dir.read_callback_file(c"latency", (), &|(), f| fmt::Display::fmt(&STATS.latency, f)),
             _dir: dir,
@@ -613,7 +691,7 @@ mod vm {
         bindings,
         ffi::c_void,
         mm::virt::{VmaMixedMap, VmaNew},
-        page::BorrowedPage,
+        page::{BorrowedPage, Page, PAGE_SIZE},
         prelude::*,
         types::ForeignOwnable,
     };
@@ -736,6 +814,80 @@ mod vm {
             _end_pgoff: kernel::ffi::c_ulong,
         ) -> bindings::vm_fault_t {
             0
+        }
+    }
+
+    /// Pages to map at consecutive addresses with one `vm_insert_pages` call, which takes the
+    /// page-table lock once for the whole batch instead of once per page.
+    ///
+    /// # Invariants
+    ///
+    /// `pages[..len]` point to order-0 pages that stay valid for `'a`.
+    pub(crate) struct PageBatch<'a> {
+        address: usize,
+        len: usize,
+        pages: [*mut bindings::page; PageBatch::CAPACITY],
+        _pages: PhantomData<&'a Page>,
+    }
+
+    impl<'a> PageBatch<'a> {
+        const CAPACITY: usize = 32;
+
+        /// An empty batch whose first page goes to `address`.
+        pub(crate) fn new(address: usize) -> Self {
+            // INVARIANT: no pages yet.
+            Self {
+                address,
+                len: 0,
+                pages: [core::ptr::null_mut(); PageBatch::CAPACITY],
+                _pages: PhantomData,
+            }
+        }
+
+        pub(crate) fn is_full(&self) -> bool {
+            self.len == Self::CAPACITY
+        }
+
+        /// Adds the page for the next address. The batch must not be full.
+        pub(crate) fn push(&mut self, page: &BorrowedPage<'a>) {
+            if self.is_full() {
+                return;
+            }
+            // INVARIANT: a `BorrowedPage<'a>` is an order-0 page valid for `'a`.
+            self.pages[self.len] = page.as_ptr();
+            self.len += 1;
+        }
+
+        /// Maps the batch into `vma`, skipping pages whose page-table entry is already there
+        /// (`EBUSY`) and stopping at any other error. Returns how many pages it mapped; the
+        /// batch is then empty and its address moved past them.
+        pub(crate) fn insert(&mut self, vma: &VmaMixedMap) -> usize {
+            let (mut start, mut mapped) = (0, 0);
+            while start < self.len {
+                let mut left = self.len - start;
+                // SAFETY: `pages[start..len]` are valid order-0 pages (type invariant), and
+                // `vm_insert_pages` reads `left` of them and writes back `left`. `vma` has
+                // `VM_MIXEDMAP` set and its lock held (the invariants of `VmaMixedMap`), which
+                // is what `vm_insert_pages` requires, as `vm_insert_page` does.
+                let ret = unsafe {
+                    bindings::vm_insert_pages(
+                        vma.as_ptr(),
+                        self.address + start * PAGE_SIZE,
+                        self.pages[start..].as_mut_ptr(),
+                        &mut left,
+                    )
+                };
+                // `left` counts the pages not mapped, starting with the one that failed.
+                let done = self.len - start - left;
+                mapped += done;
+                if ret != -(bindings::EBUSY as i32) {
+                    break;
+                }
+                start += done + 1;
+            }
+            self.address += self.len * PAGE_SIZE;
+            self.len = 0;
+            mapped
         }
     }
 
@@ -884,33 +1036,37 @@ mod tests {
 
     #[test]
     fn limits_default_cap_is_a_quarter_of_ram() {
-        let limits = Limits::new(65536, 0, 1_000_000);
+        let limits = Limits::new(65536, 0, 1, 1_000_000);
         assert_eq!(
             limits,
             Ok(Limits {
                 max_pages: 65536,
-                max_total_pages: 250_000
+                max_total_pages: 250_000,
+                prefault: 1,
             })
         );
         // A tiny machine still gets a cap of at least one frame.
-        assert_eq!(Limits::new(1, 0, 3).map(|l| l.max_total_pages), Ok(1));
+        assert_eq!(Limits::new(1, 0, 1, 3).map(|l| l.max_total_pages), Ok(1));
     }
 
     #[test]
     fn limits_refuse_out_of_range_values() {
-        assert!(Limits::new(0, 0, 1000).is_err());
-        assert!(Limits::new(Limits::MAX_PAGES_LIMIT + 1, 0, 1000).is_err());
-        assert!(Limits::new(16, 1001, 1000).is_err());
-        assert!(Limits::new(Limits::MAX_PAGES_LIMIT, 1000, 1000).is_ok());
+        assert!(Limits::new(0, 0, 1, 1000).is_err());
+        assert!(Limits::new(Limits::MAX_PAGES_LIMIT + 1, 0, 1, 1000).is_err());
+        assert!(Limits::new(16, 1001, 1, 1000).is_err());
+        assert!(Limits::new(16, 0, 0, 1000).is_err());
+        assert!(Limits::new(16, 0, 513, 1000).is_err());
+        assert!(Limits::new(Limits::MAX_PAGES_LIMIT, 1000, 512, 1000).is_ok());
     }
 
     #[test]
     fn limits_allow_a_cap_below_the_size() {
         assert_eq!(
-            Limits::new(64, 16, 1000),
+            Limits::new(64, 16, 16, 1000),
             Ok(Limits {
                 max_pages: 64,
-                max_total_pages: 16
+                max_total_pages: 16,
+                prefault: 16,
             })
         );
     }
@@ -959,12 +1115,12 @@ mod tests {
         stats.read_faults.add(1, Relaxed);
         let budget = FrameBudget::new(9);
         budget.reserve().expect("frame").commit();
-        let text = show(|f| stats.write(f, &budget))?;
+        let text = show(|f| stats.write(f, &budget, 1))?;
         assert_eq!(
             text.to_bytes(),
             b"faults 3\nread_faults 1\nwrite_faults 2\nframes_allocated 0\nframes_freed 0\n\
               sigbus 0\noom 0\ninstances 0\ninstances_opened 0\nmmap_refused 0\n\
-              frames_live 1\nmax_total_pages 9\n"
+              prefaulted 0\nframes_live 1\nmax_total_pages 9\nprefault 1\n"
         );
         Ok(())
     }

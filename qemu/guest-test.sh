@@ -1,15 +1,24 @@
 #!/bin/sh
-# The in-guest test suite. printk goes to the console as well, so the host sees the KUnit
-# KTAP output of every module load and any kernel report (BUG, WARNING, KASAN, lockdep).
+# The in-guest test suite. Only kernel errors go to the console while it runs (so they
+# show even if the guest dies), keeping the tests' own lines whole; the full kernel log,
+# with the KUnit KTAP output of every module load and any report (BUG, WARNING, KASAN,
+# lockdep, kmemleak), is printed at the end between RPD-DMESG markers for the host to parse.
+# The end-to-end tests run twice: with the default parameters, and with prefault=16 (each
+# fault maps 16 pages), whose counts they derive from the module's own "prefault" line.
 set -u
+dmesg -n 4
 rc=0
+module=/lib/modules/rust_pagefault_demo.ko
 echo "RPD-STEP: insmod (runs the module's KUnit suite)"
-insmod /lib/modules/rust_pagefault_demo.ko || { echo "RPD-FAIL: insmod"; exit 1; }
+insmod $module || { echo "RPD-FAIL: insmod"; exit 1; }
 echo "RPD-STEP: end-to-end tests"
 pfdemo-e2e || rc=1
 echo "RPD-STEP: tour"
 pfdemo tour --check >/tmp/tour.out 2>&1 || rc=1
 cat /tmp/tour.out
+echo "RPD-STEP: end-to-end tests with prefault=16"
+rmmod rust_pagefault_demo && insmod $module prefault=16 || { echo "RPD-FAIL: reload"; rc=1; }
+RPD_PARAMS="prefault=16" pfdemo-e2e || rc=1
 echo "RPD-STEP: unload"
 rmmod rust_pagefault_demo || { echo "RPD-FAIL: rmmod"; rc=1; }
 if [ -e /sys/kernel/debug/kmemleak ]; then
@@ -18,4 +27,7 @@ if [ -e /sys/kernel/debug/kmemleak ]; then
 	echo scan >/sys/kernel/debug/kmemleak
 	cat /sys/kernel/debug/kmemleak
 fi
+echo "RPD-DMESG-BEGIN"
+dmesg
+echo "RPD-DMESG-END"
 exit $rc
