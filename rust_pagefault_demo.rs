@@ -45,7 +45,7 @@ use kernel::{
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::{VmaMixedMap, VmaNew},
     new_mutex,
-    page::{BorrowedPage, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
+    page::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
     seq_file::{seq_print, SeqFile},
     sync::{
@@ -75,6 +75,10 @@ module! {
             default: 1,
             description: "Pages mapped per fault (1..=512): the faulting page and those after it",
         },
+        huge: bool {
+            default: false,
+            description: "Use 2 MiB frames, mapped with one PMD where a mapping is 2 MiB aligned",
+        },
     },
 }
 
@@ -87,9 +91,19 @@ struct Limits {
     max_total_pages: usize,
     /// Pages mapped per fault.
     prefault: usize,
+    /// Whether frames are 2 MiB (`vm::HUGE_ORDER`) instead of 4 KiB.
+    huge: bool,
 }
 
 impl Limits {
+    /// What the module runs with before its parameters are checked.
+    const DEFAULT: Limits = Limits {
+        max_pages: 0,
+        max_total_pages: 0,
+        prefault: 1,
+        huge: false,
+    };
+
     /// The largest instance: 64 GiB of 4 KiB pages keeps every page offset and byte length
     /// far from overflowing.
     const MAX_PAGES_LIMIT: u64 = 1 << 24;
@@ -102,10 +116,14 @@ impl Limits {
     /// `max_total_pages == 0` means a quarter of RAM. A cap larger than RAM is refused: it
     /// would never stop anything. A cap smaller than `max_pages` is allowed; then the cap, not
     /// the size, stops an instance's growth.
+    ///
+    /// With `huge`, a frame is 512 pages: the cap must hold at least one, and `prefault` (a
+    /// 4 KiB notion) must stay 1.
     fn new(
         max_pages: u64,
         max_total_pages: u64,
         prefault: u32,
+        huge: bool,
         ram_pages: usize,
     ) -> Result<Self, &'static str> {
         if max_pages == 0 || max_pages > Self::MAX_PAGES_LIMIT {
@@ -121,10 +139,17 @@ impl Limits {
             }
             n => n as usize,
         };
+        if huge && prefault != 1 {
+            return Err("prefault and huge cannot be combined");
+        }
+        if huge && max_total_pages < 1 << vm::HUGE_ORDER {
+            return Err("with huge, max_total_pages must hold one 2 MiB frame (512 pages)");
+        }
         Ok(Self {
             max_pages: max_pages as usize,
             max_total_pages,
             prefault: prefault as usize,
+            huge,
         })
     }
 }
@@ -182,6 +207,10 @@ struct Stats {
     mmap_refused: Atomic<u64>,
     /// Pages mapped by faults besides the faulting page (`prefault` > 1).
     prefaulted: Atomic<u64>,
+    /// Calls of the PMD-level handler (`huge`), which are not counted in `faults`.
+    huge_faults: Atomic<u64>,
+    /// PMD-level calls that asked the core to fall back to 4 KiB faults.
+    huge_fallbacks: Atomic<u64>,
     latency: Histogram,
 }
 
@@ -199,6 +228,8 @@ impl Stats {
             instances_opened: Atomic::new(0),
             mmap_refused: Atomic::new(0),
             prefaulted: Atomic::new(0),
+            huge_faults: Atomic::new(0),
+            huge_fallbacks: Atomic::new(0),
             latency: Histogram::new(),
         }
     }
@@ -209,7 +240,7 @@ impl Stats {
         &self,
         f: &mut fmt::Formatter<'_>,
         budget: &FrameBudget,
-        prefault: usize,
+        limits: &Limits,
     ) -> fmt::Result {
         let counters = [
             ("faults", &self.faults),
@@ -223,13 +254,16 @@ impl Stats {
             ("instances_opened", &self.instances_opened),
             ("mmap_refused", &self.mmap_refused),
             ("prefaulted", &self.prefaulted),
+            ("huge_faults", &self.huge_faults),
+            ("huge_fallbacks", &self.huge_fallbacks),
         ];
         for (name, value) in counters {
             writeln!(f, "{name} {}", value.load(Relaxed))?;
         }
         writeln!(f, "frames_live {}", budget.live())?;
         writeln!(f, "max_total_pages {}", budget.cap())?;
-        writeln!(f, "prefault {prefault}")
+        writeln!(f, "prefault {}", limits.prefault)?;
+        writeln!(f, "huge {}", u8::from(limits.huge))
     }
 }
 
@@ -258,16 +292,21 @@ impl FrameBudget {
         self.cap.load(Relaxed)
     }
 
-    /// Reserves one frame, or returns `None` when the cap is reached.
-    fn reserve(&self) -> Option<Reservation<'_>> {
+    /// Reserves `pages` pages, or returns `None` when they would pass the cap.
+    fn reserve(&self, pages: usize) -> Option<Reservation<'_>> {
         let cap = self.cap();
         let mut live = self.live();
         loop {
-            if live >= cap {
+            if live + pages > cap {
                 return None;
             }
-            match self.live.cmpxchg(live, live + 1, Relaxed) {
-                Ok(_) => return Some(Reservation { budget: self }),
+            match self.live.cmpxchg(live, live + pages, Relaxed) {
+                Ok(_) => {
+                    return Some(Reservation {
+                        budget: self,
+                        pages,
+                    })
+                }
                 Err(now) => live = now,
             }
         }
@@ -279,14 +318,15 @@ impl FrameBudget {
     }
 }
 
-/// One reserved frame of a [`FrameBudget`]: given back on drop unless committed.
+/// Pages reserved in a [`FrameBudget`]: given back on drop unless committed.
 #[must_use]
 struct Reservation<'a> {
     budget: &'a FrameBudget,
+    pages: usize,
 }
 
 impl Reservation<'_> {
-    /// Keeps the frame counted; [`FrameBudget::release`] gives it back later.
+    /// Keeps the pages counted; [`FrameBudget::release`] gives them back later.
     fn commit(self) {
         core::mem::forget(self);
     }
@@ -294,14 +334,12 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.budget.release(1);
+        self.budget.release(self.pages);
     }
 }
 
 static STATS: Stats = Stats::new();
 static BUDGET: FrameBudget = FrameBudget::new(0);
-static MAX_PAGES: Atomic<usize> = Atomic::new(0);
-static PREFAULT: Atomic<usize> = Atomic::new(1);
 static NEXT_INSTANCE_ID: Atomic<u64> = Atomic::new(1);
 
 kernel::sync::global_lock! {
@@ -310,31 +348,41 @@ kernel::sync::global_lock! {
     unsafe(uninit) static INSTANCES: Mutex<KVec<Arc<Instance>>> = KVec::new();
 }
 
-/// The frames of one instance, indexed by page offset.
+kernel::sync::global_lock! {
+    // SAFETY: `PagefaultDemo::init` initialises it first thing, before anything reads it.
+    unsafe(uninit) static LIMITS: SpinLock<Limits> = Limits::DEFAULT;
+}
+
+/// The limits the module was loaded with.
+fn limits() -> Limits {
+    *LIMITS.lock()
+}
+
+/// The frames of one instance, indexed by frame number: page offset >> `ORDER`.
 ///
 /// Lookups take only the XArray's spinlock; inserts are also serialised by `insert`, so that
 /// the check for an existing frame and the store are one step even when the XArray drops its
 /// lock to allocate a node. A frame costs the table one XArray slot (8 bytes, plus about 1/64
-/// of a 576-byte node): about 9 bytes of metadata per 4 KiB frame.
+/// of a 576-byte node): about 9 bytes of metadata per frame.
 ///
 /// # Invariants
 ///
 /// Frames are only ever added, never removed or replaced, until the table is dropped. So a
 /// frame found in the table stays valid for as long as the table is borrowed.
 #[pin_data]
-struct FrameTable {
+struct FrameTable<const ORDER: u32> {
     #[pin]
-    frames: XArray<vm::Frame>,
+    frames: XArray<vm::Frame<ORDER>>,
     /// Serialises writers of `frames`; readers do not take it.
     #[pin]
     insert: Mutex<()>,
     /// The number of frames in `frames`.
     count: Atomic<usize>,
-    /// One past the highest page offset in `frames`.
+    /// One past the highest frame number in `frames`.
     end: Atomic<usize>,
 }
 
-impl FrameTable {
+impl<const ORDER: u32> FrameTable<ORDER> {
     fn new() -> impl PinInit<Self> {
         // INVARIANT: the table starts empty.
         pin_init!(Self {
@@ -345,64 +393,129 @@ impl FrameTable {
         })
     }
 
-    fn len(&self) -> usize {
-        self.count.load(Relaxed)
+    /// The number of 4 KiB pages in the table's frames.
+    fn pages(&self) -> usize {
+        self.count.load(Relaxed) << ORDER
     }
 
-    /// The frame at `pgoff`, if there is one.
-    fn get(&self, pgoff: usize) -> Option<BorrowedPage<'_>> {
-        let frame = self.frames.lock().get(pgoff)?.as_page_ptr();
-        // SAFETY: the frame was in the table, and by the type invariant it stays there, valid,
-        // for as long as `self` is borrowed.
-        Some(unsafe { vm::Frame::borrow_ptr(frame) })
+    /// Frame number `index`, if it exists.
+    fn get(&self, index: usize) -> Option<vm::FrameRef<'_, ORDER>> {
+        let frames = self.frames.lock();
+        // SAFETY: the frame is in the table, and by the type invariant it stays there, valid,
+        // for as long as `self` is borrowed, also after the lock is dropped.
+        frames.get(index).map(|frame| unsafe { frame.extend() })
     }
 
-    /// Stores `frame` at `pgoff` unless a frame is there already.
+    /// Stores `frame` as frame number `index` unless that frame exists already.
     ///
     /// Returns the frame now in the table and whether it is `frame` (`true`) or one that was
     /// there before (`false`; `frame` is then freed).
-    fn get_or_insert(&self, pgoff: usize, frame: vm::Frame) -> Result<(BorrowedPage<'_>, bool)> {
+    fn get_or_insert(
+        &self,
+        index: usize,
+        frame: vm::Frame<ORDER>,
+    ) -> Result<(vm::FrameRef<'_, ORDER>, bool)> {
         let _writer = self.insert.lock();
         let mut frames = self.frames.lock();
-        if let Some(existing) = frames.get(pgoff) {
-            let existing = existing.as_page_ptr();
+        if let Some(existing) = frames.get(index) {
+            // SAFETY: as in `get`: entries are never removed while `self` is borrowed.
+            let existing = unsafe { existing.extend() };
             drop(frames);
             drop(frame);
-            // SAFETY: as in `get`: entries are never removed while `self` is borrowed.
-            return Ok((unsafe { vm::Frame::borrow_ptr(existing) }, false));
+            return Ok((existing, false));
         }
-        let stored = frame.as_page_ptr();
         // Only `_writer`'s holder stores, so the slot is still empty when `store` takes the
         // XArray lock again after allocating; `store` returns the previous entry, `None`.
-        let previous = frames.store(pgoff, frame, GFP_KERNEL)?;
-        drop(frames);
+        let previous = frames.store(index, frame, GFP_KERNEL)?;
         if previous.is_some() {
             // Unreachable by the argument above. Freeing the entry could free a mapped frame,
             // so it is leaked rather than dropped, and the bug is reported.
-            pr_err!("frame table: slot {pgoff} was refilled under the writer lock\n");
+            pr_err!("frame table: slot {index} was refilled under the writer lock\n");
             core::mem::forget(previous);
         }
+        let stored = frames.get(index).ok_or(EINVAL)?;
+        // SAFETY: `stored` is now in the table, where it stays while `self` is borrowed.
+        let stored = unsafe { stored.extend() };
+        drop(frames);
         self.count.add(1, Relaxed);
         let mut end = self.end.load(Relaxed);
-        while end <= pgoff {
-            match self.end.cmpxchg(end, pgoff + 1, Relaxed) {
+        while end <= index {
+            match self.end.cmpxchg(end, index + 1, Relaxed) {
                 Ok(_) => break,
                 Err(now) => end = now,
             }
         }
-        // SAFETY: `stored` is now in the table, where it stays while `self` is borrowed.
-        Ok((unsafe { vm::Frame::borrow_ptr(stored) }, true))
+        Ok((stored, true))
     }
 
-    /// Calls `f(pgoff, pfn)` for every frame, in page-offset order. The table's lock is taken
-    /// per lookup, never while `f` runs.
+    /// Calls `f(pgoff, pfn)` for every 4 KiB page of every frame, in page-offset order. The
+    /// table's lock is taken per lookup, never while `f` runs.
     fn for_each(&self, mut f: impl FnMut(usize, usize) -> fmt::Result) -> fmt::Result {
-        for pgoff in 0..self.end.load(Relaxed) {
-            if let Some(page) = self.get(pgoff) {
-                f(pgoff, vm::pfn(&page))?;
+        for index in 0..self.end.load(Relaxed) {
+            if let Some(frame) = self.get(index) {
+                for i in 0..1 << ORDER {
+                    f((index << ORDER) + i, frame.pfn() + i)?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Frame number `index`: the one in the table, or a new zeroed one, reserved against the
+    /// module-wide cap first.
+    fn frame(&self, index: usize) -> Result<vm::FrameRef<'_, ORDER>, Shortage> {
+        if let Some(frame) = self.get(index) {
+            return Ok(frame);
+        }
+        let reservation = BUDGET.reserve(1 << ORDER).ok_or(Shortage::Cap)?;
+        let frame = vm::Frame::alloc_zeroed().map_err(|_| Shortage::Memory)?;
+        // A concurrent fault may have stored a frame meanwhile: then ours is freed, and the
+        // reservation given back when it drops.
+        let (frame, inserted) = self
+            .get_or_insert(index, frame)
+            .map_err(|_| Shortage::Memory)?;
+        if inserted {
+            reservation.commit();
+            STATS.frames_allocated.add(1u64 << ORDER, Relaxed);
+        }
+        Ok(frame)
+    }
+}
+
+/// Why a page could not be mapped.
+enum Shortage {
+    /// `max_total_pages` is reached.
+    Cap,
+    /// An allocation failed.
+    Memory,
+    /// `vm_insert_page` refused the page.
+    Refused,
+}
+
+impl Shortage {
+    /// Counts the shortage and turns it into what the faulting access gets.
+    fn outcome(self) -> vm::FaultOutcome {
+        match self {
+            Self::Cap | Self::Refused => {
+                STATS.sigbus.add(1, Relaxed);
+                vm::FaultOutcome::Sigbus
+            }
+            Self::Memory => {
+                STATS.oom.add(1, Relaxed);
+                vm::FaultOutcome::Oom
+            }
+        }
+    }
+}
+
+/// The result of mapping one page: `EBUSY` means a thread of the same process mapped it
+/// first, so the access will succeed.
+fn inserted(result: Result) -> Result<(), Shortage> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e == EBUSY => Ok(()),
+        Err(e) if e == ENOMEM => Err(Shortage::Memory),
+        Err(_) => Err(Shortage::Refused),
     }
 }
 
@@ -413,58 +526,59 @@ struct Instance {
     id: u64,
     /// The instance's size in pages (`max_pages` when it was opened).
     size: usize,
+    /// Pages mapped per 4 KiB fault (`prefault` when it was opened).
+    prefault: usize,
+    /// Whether the frames are 2 MiB (`huge` when it was opened): then `small` stays empty,
+    /// else `large` does.
+    huge: bool,
     #[pin]
-    table: FrameTable,
+    small: FrameTable<0>,
+    #[pin]
+    large: FrameTable<{ vm::HUGE_ORDER }>,
 }
 
 impl Instance {
     fn new() -> impl PinInit<Self> {
+        let limits = limits();
         pin_init!(Self {
             id: NEXT_INSTANCE_ID.fetch_add(1, Relaxed),
-            size: MAX_PAGES.load(Relaxed),
-            table <- FrameTable::new(),
+            size: limits.max_pages,
+            prefault: limits.prefault,
+            huge: limits.huge,
+            small <- FrameTable::new(),
+            large <- FrameTable::new(),
         })
     }
 
-    /// Maps the frame of `pgoff` at `address`, allocating it on the first touch; with
+    /// The 4 KiB pages of the instance's frames.
+    fn pages(&self) -> usize {
+        self.small.pages() + self.large.pages()
+    }
+
+    /// Maps the page of `pgoff` at `address`, allocating its frame on the first touch; with
     /// `prefault` > 1, also maps the pages after it.
-    fn map(&self, vma: &VmaMixedMap, pgoff: usize, address: usize) -> vm::FaultOutcome {
+    fn map(&self, vma: &VmaMixedMap, pgoff: usize, address: usize) -> Result<(), Shortage> {
         if pgoff >= self.size {
             // mmap refuses such ranges and VM_DONTEXPAND stops growth: only a kernel bug gets
             // here, and it must not get a frame.
-            STATS.sigbus.add(1, Relaxed);
-            return vm::FaultOutcome::Sigbus;
+            return Err(Shortage::Refused);
         }
-        let page = match self.frame(pgoff) {
-            Ok(page) => page,
-            Err(Shortage::Cap) => {
-                STATS.sigbus.add(1, Relaxed);
-                return vm::FaultOutcome::Sigbus;
-            }
-            Err(Shortage::Memory) => {
-                STATS.oom.add(1, Relaxed);
-                return vm::FaultOutcome::Oom;
-            }
-        };
         let address = address & PAGE_MASK;
-        match vma.vm_insert_page(address, &page) {
-            // EBUSY: a thread of the same process mapped it first; the access will succeed.
-            Ok(()) => {}
-            Err(e) if e == EBUSY => {}
-            Err(e) if e == ENOMEM => {
-                STATS.oom.add(1, Relaxed);
-                return vm::FaultOutcome::Oom;
-            }
-            Err(_) => {
-                STATS.sigbus.add(1, Relaxed);
-                return vm::FaultOutcome::Sigbus;
-            }
+        if self.huge {
+            let frame = self.large.frame(pgoff >> vm::HUGE_ORDER)?;
+            return inserted(vm::insert_subpage(
+                vma,
+                address,
+                frame,
+                pgoff & vm::HUGE_MASK,
+            ));
         }
-        let extra = PREFAULT.load(Relaxed) - 1;
-        if extra > 0 {
-            self.prefault(vma, pgoff + 1, address + PAGE_SIZE, extra);
+        let frame = self.small.frame(pgoff)?;
+        inserted(vma.vm_insert_page(address, &frame.page()))?;
+        if self.prefault > 1 {
+            self.prefault(vma, pgoff + 1, address + PAGE_SIZE, self.prefault - 1);
         }
-        vm::FaultOutcome::Mapped
+        Ok(())
     }
 
     /// Maps up to `count` pages from `pgoff` at `address`, allocating their frames, in batches
@@ -478,45 +592,33 @@ impl Instance {
         let mut batch = vm::PageBatch::new(address);
         let mut mapped = 0;
         for i in 0..count {
-            let Ok(page) = self.frame(pgoff + i) else {
+            let Ok(frame) = self.small.frame(pgoff + i) else {
                 break;
             };
             if batch.is_full() {
                 mapped += batch.insert(vma);
             }
-            batch.push(&page);
+            batch.push(&frame.page());
         }
         mapped += batch.insert(vma);
         STATS.prefaulted.add(mapped as u64, Relaxed);
     }
 
-    /// The frame of `pgoff`: the one in the table, or a new one.
-    fn frame(&self, pgoff: usize) -> Result<BorrowedPage<'_>, Shortage> {
-        if let Some(page) = self.table.get(pgoff) {
-            return Ok(page);
+    /// Maps the 2 MiB frame around `fault` with one PMD, or asks for 4 KiB faults instead.
+    fn map_pmd(&self, fault: &vm::Fault, pmd: &vm::PmdFault<'_>) -> vm::FaultOutcome {
+        let index = fault.pgoff >> vm::HUGE_ORDER;
+        // A private mapping must never get a writable view of the instance's frame: its pages
+        // go through 4 KiB faults, where the core copies on write. So does a frame that would
+        // reach past the instance's end.
+        if !self.huge || !fault.shared || (index + 1) << vm::HUGE_ORDER > self.size {
+            STATS.huge_fallbacks.add(1, Relaxed);
+            return vm::FaultOutcome::Fallback;
         }
-        let reservation = BUDGET.reserve().ok_or(Shortage::Cap)?;
-        let frame = vm::Frame::alloc_zeroed().map_err(|_| Shortage::Memory)?;
-        // A concurrent fault may have stored a frame meanwhile: then ours is freed, and the
-        // reservation given back when it drops.
-        let (page, inserted) = self
-            .table
-            .get_or_insert(pgoff, frame)
-            .map_err(|_| Shortage::Memory)?;
-        if inserted {
-            reservation.commit();
-            STATS.frames_allocated.add(1, Relaxed);
+        match self.large.frame(index) {
+            Ok(frame) => pmd.insert(frame, fault.write),
+            Err(shortage) => shortage.outcome(),
         }
-        Ok(page)
     }
-}
-
-/// Why a frame could not be had.
-enum Shortage {
-    /// `max_total_pages` is reached.
-    Cap,
-    /// The page or table allocation failed.
-    Memory,
 }
 
 impl vm::FaultHandler for Instance {
@@ -528,19 +630,32 @@ impl vm::FaultHandler for Instance {
         } else {
             STATS.read_faults.add(1, Relaxed);
         }
-        let outcome = self.map(vma, fault.pgoff, fault.address);
-        STATS
-            .latency
-            .record(u64::try_from(start.elapsed().as_nanos()).unwrap_or(0));
+        let outcome = match self.map(vma, fault.pgoff, fault.address) {
+            Ok(()) => vm::FaultOutcome::Mapped,
+            Err(shortage) => shortage.outcome(),
+        };
+        STATS.latency.record(elapsed_ns(start));
         outcome
     }
+
+    fn pmd_fault(&self, fault: &vm::Fault, pmd: &vm::PmdFault<'_>) -> vm::FaultOutcome {
+        let start = Instant::<Monotonic>::now();
+        STATS.huge_faults.add(1, Relaxed);
+        let outcome = self.map_pmd(fault, pmd);
+        STATS.latency.record(elapsed_ns(start));
+        outcome
+    }
+}
+
+fn elapsed_ns(start: Instant<Monotonic>) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(0)
 }
 
 #[pinned_drop]
 impl PinnedDrop for Instance {
     fn drop(self: Pin<&mut Self>) {
-        // The XArray frees the frames right after this; count them as freed now.
-        let n = self.table.len();
+        // The XArrays free the frames right after this; count them as freed now.
+        let n = self.pages();
         STATS.frames_freed.add(n as u64, Relaxed);
         STATS.instances.fetch_sub(1, Relaxed);
         BUDGET.release(n);
@@ -587,7 +702,7 @@ impl MiscDevice for Instance {
         // SAFETY: `vma` maps this file, so it holds a reference on the file for as long as it
         // (or a copy made by fork or split) exists, and the file holds `instance` until its
         // release, which runs only after the last such reference is dropped.
-        unsafe { vm::install(vma, &*instance) };
+        unsafe { vm::install(vma, &*instance, instance.huge) };
         Ok(())
     }
 
@@ -596,18 +711,19 @@ impl MiscDevice for Instance {
             m,
             "instance:\t{}\nframes:\t{}\nsize_pages:\t{}\n",
             instance.id,
-            instance.table.len(),
+            instance.pages(),
             instance.size
         );
     }
 }
 
-/// The `frames` debugfs file: a header, then `instance pgoff pfn phys` per live frame.
+/// The `frames` debugfs file: a header, then `instance pgoff pfn phys` per live 4 KiB page
+/// (a 2 MiB frame shows as its 512 pages).
 fn write_frames(f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "# instance pgoff pfn phys")?;
     let instances = INSTANCES.lock();
     for instance in instances.iter() {
-        instance.table.for_each(|pgoff, pfn| {
+        let mut row = |pgoff: usize, pfn: usize| {
             writeln!(
                 f,
                 "{} {} {:#x} {:#x}",
@@ -616,7 +732,9 @@ fn write_frames(f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 pfn,
                 pfn << PAGE_SHIFT
             )
-        })?;
+        };
+        instance.small.for_each(&mut row)?;
+        instance.large.for_each(&mut row)?;
     }
     Ok(())
 }
@@ -636,24 +754,27 @@ struct PagefaultDemo {
 
 impl kernel::InPlaceModule for PagefaultDemo {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        let limits = Limits::new(
+        // SAFETY: called once, first thing; nothing reads the limits before this.
+        unsafe { LIMITS.init() };
+        let checked = Limits::new(
             module_parameters::max_pages.value(),
             module_parameters::max_total_pages.value(),
             module_parameters::prefault.value(),
+            module_parameters::huge.value(),
             vm::ram_pages(),
         );
-        let setup = match limits {
+        let setup = match checked {
             Ok(limits) => {
-                MAX_PAGES.store(limits.max_pages, Relaxed);
-                PREFAULT.store(limits.prefault, Relaxed);
+                *LIMITS.lock() = limits;
                 BUDGET.cap.store(limits.max_total_pages, Relaxed);
                 // SAFETY: called once, before the device and debugfs files that use it exist.
                 unsafe { INSTANCES.init() };
                 pr_info!(
-                    "max_pages={} max_total_pages={} prefault={}\n",
+                    "max_pages={} max_total_pages={} prefault={} huge={}\n",
                     limits.max_pages,
                     limits.max_total_pages,
-                    limits.prefault
+                    limits.prefault,
+                    limits.huge
                 );
                 Ok(())
             }
@@ -666,10 +787,12 @@ impl kernel::InPlaceModule for PagefaultDemo {
         try_pin_init!(Self {
             _: { setup? },
             stats <- dir.read_callback_file(c"stats", (), &|(), f| {
-                STATS.write(f, &BUDGET, PREFAULT.load(Relaxed))
+                STATS.write(f, &BUDGET, &limits())
             }),
             frames <- dir.read_callback_file(c"frames", (), &|(), f| write_frames(f)),
-            latency <- dir.read_callback_file(c"latency", (), &|(), f| fmt::Display::fmt(&STATS.latency, f)),
+            latency <- dir.read_callback_file(c"latency", (), &|(), f| {
+                fmt::Display::fmt(&STATS.latency, f)
+            }),
             _dir: dir,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"rust_pagefault_demo",
@@ -681,9 +804,10 @@ impl kernel::InPlaceModule for PagefaultDemo {
 /// The raw side of the memory-management hooks, kept small and in one place.
 ///
 /// The kernel crate offers `VmaNew`/`VmaMixedMap` for setting up and filling a mapping, but no
-/// abstraction for `vm_operations_struct`, the VMA's page offset, a page's PFN, or an owned
-/// page that can live in an `XArray`. This module provides exactly those, each behind a safe
-/// interface whose proof is written next to its `unsafe` block.
+/// abstraction for `vm_operations_struct`, the VMA's page offset, batched or PMD-level
+/// insertion, a page's PFN, or an owned frame that can live in an `XArray`. This module
+/// provides exactly those, each behind a safe interface whose proof is written next to its
+/// `unsafe` block.
 mod vm {
     use core::{marker::PhantomData, ptr::NonNull};
     use kernel::{
@@ -696,6 +820,11 @@ mod vm {
         types::ForeignOwnable,
     };
 
+    /// The order of a huge frame: one PMD, 2 MiB of 4 KiB pages.
+    pub(crate) const HUGE_ORDER: u32 = bindings::HPAGE_PMD_ORDER;
+    /// The page index within a huge frame.
+    pub(crate) const HUGE_MASK: usize = (1 << HUGE_ORDER) - 1;
+
     /// What the core asked for in one fault.
     pub(crate) struct Fault {
         /// Page offset in the file of the faulting page.
@@ -704,6 +833,8 @@ mod vm {
         pub(crate) address: usize,
         /// Whether the access was a write.
         pub(crate) write: bool,
+        /// Whether the mapping is shared (`MAP_SHARED`) rather than private.
+        pub(crate) shared: bool,
     }
 
     /// How a fault ended, as the core's `vm_fault_t` knows it.
@@ -714,6 +845,8 @@ mod vm {
         Oom,
         /// The page cannot exist: `VM_FAULT_SIGBUS`.
         Sigbus,
+        /// Not at this level: `VM_FAULT_FALLBACK`, the core retries with 4 KiB faults.
+        Fallback,
     }
 
     impl FaultOutcome {
@@ -722,15 +855,34 @@ mod vm {
                 Self::Mapped => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
                 Self::Oom => bindings::vm_fault_reason_VM_FAULT_OOM,
                 Self::Sigbus => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+                Self::Fallback => bindings::vm_fault_reason_VM_FAULT_FALLBACK,
             }) as bindings::vm_fault_t
+        }
+
+        fn from_raw(raw: bindings::vm_fault_t) -> Self {
+            let has = |reason: bindings::vm_fault_reason| raw & reason as bindings::vm_fault_t != 0;
+            if has(bindings::vm_fault_reason_VM_FAULT_NOPAGE) {
+                Self::Mapped
+            } else if has(bindings::vm_fault_reason_VM_FAULT_OOM) {
+                Self::Oom
+            } else if has(bindings::vm_fault_reason_VM_FAULT_FALLBACK) {
+                Self::Fallback
+            } else {
+                Self::Sigbus
+            }
         }
     }
 
     /// The owner of a mapping's pages: what a VMA's `vm_private_data` points to.
     pub(crate) trait FaultHandler: Sync + Sized {
-        /// Handles a fault of `vma`, called with the mmap lock or the VMA's lock held for
-        /// reading. Must not take the mmap lock.
+        /// Handles a 4 KiB fault of `vma`, called with the mmap lock or the VMA's lock held
+        /// for reading. Must not take the mmap lock.
         fn fault(&self, vma: &VmaMixedMap, fault: &Fault) -> FaultOutcome;
+
+        /// Handles a fault that may be served at PMD level, on mappings installed with
+        /// `huge`, where the 2 MiB around the fault lies inside the VMA and maps one whole
+        /// frame (the shim checks); the same locking as `fault`.
+        fn pmd_fault(&self, fault: &Fault, pmd: &PmdFault<'_>) -> FaultOutcome;
     }
 
     /// The page offset of the mapping's first page in the file.
@@ -740,25 +892,33 @@ mod vm {
         unsafe { (*vma.as_ptr()).vm_pgoff }
     }
 
-    /// Makes `handler` the owner of `vma`'s faults.
+    /// Makes `handler` the owner of `vma`'s faults; with `huge`, PMD-level faults too, and
+    /// the mapping is marked as wanting huge pages (as `MADV_HUGEPAGE` would).
     ///
     /// # Safety
     ///
     /// `handler` must stay valid for as long as `vma`, or any VMA copied or split from it,
     /// exists.
-    pub(crate) unsafe fn install<T: FaultHandler>(vma: &VmaMixedMap, handler: &T) {
+    pub(crate) unsafe fn install<T: FaultHandler>(vma: &VmaMixedMap, handler: &T, huge: bool) {
         let raw = vma.as_ptr();
         // SAFETY: `install` is called from the mmap hook (it takes the `VmaMixedMap` that
         // `VmaNew::set_mixedmap` returned), while the VMA is not yet visible to other threads,
-        // so writing these two fields does not race. The caller guarantees that `handler`
-        // outlives every VMA that will carry this pointer.
+        // so writing these fields does not race. `VM_HUGEPAGE` is a valid flag for any VMA.
+        // The caller guarantees that `handler` outlives every VMA that will carry this pointer.
         unsafe {
-            (*raw).vm_ops = &VmOps::<T>::TABLE;
+            (*raw).vm_ops = if huge {
+                &VmOps::<T>::HUGE_TABLE
+            } else {
+                &VmOps::<T>::TABLE
+            };
             (*raw).vm_private_data = core::ptr::from_ref(handler).cast_mut().cast();
+            if huge {
+                (*raw).__bindgen_anon_2.vm_flags |= bindings::VM_HUGEPAGE;
+            }
         }
     }
 
-    /// The `vm_operations_struct` of a [`FaultHandler`].
+    /// The `vm_operations_struct`s of a [`FaultHandler`].
     struct VmOps<T>(PhantomData<T>);
 
     impl<T: FaultHandler> VmOps<T> {
@@ -768,32 +928,75 @@ mod vm {
             ..pin_init::zeroed()
         };
 
+        const HUGE_TABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+            huge_fault: Some(Self::huge_fault),
+            ..Self::TABLE
+        };
+
+        /// The handler and the fault of `vmf`.
+        ///
         /// # Safety
         ///
-        /// Called by the core's fault path with a valid `vmf` whose VMA carries these ops.
-        unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
-            // SAFETY: the core passes a valid `vmf` that lives for the whole call.
+        /// `vmf` must be the valid fault of a VMA whose ops are `TABLE` or `HUGE_TABLE`, and
+        /// the returned references are used only during that fault.
+        unsafe fn unpack<'a>(vmf: *mut bindings::vm_fault) -> (&'a T, &'a VmaMixedMap, Fault) {
+            // SAFETY: the caller passes a valid `vmf` that lives for the whole fault.
             let (vma, fault) = unsafe {
                 let vmf = &*vmf;
                 let args = &vmf.__bindgen_anon_1;
+                let shared = (*args.vma).__bindgen_anon_2.vm_flags & bindings::VM_SHARED;
                 (
                     args.vma,
                     Fault {
                         pgoff: args.pgoff,
                         address: args.address,
                         write: vmf.flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0,
+                        shared: shared != 0,
                     },
                 )
             };
-            // SAFETY: we are called through this VMA's `vm_ops`, which only `install::<T>` sets,
-            // together with `vm_private_data` pointing to a `T` that `install`'s caller keeps
-            // alive while the VMA exists. fork and split copy both fields together.
+            // SAFETY: the VMA carries our ops, which only `install::<T>` sets, together with
+            // `vm_private_data` pointing to a `T` that `install`'s caller keeps alive while the
+            // VMA exists. fork and split copy both fields together.
             let handler = unsafe { &*(*vma).vm_private_data.cast::<T>() };
             // SAFETY: the core holds the mmap read lock or the per-VMA read lock for the whole
             // fault, which is what `VmaMixedMap` requires, and `VM_MIXEDMAP` was set by
             // `VmaNew::set_mixedmap` before `install` and is never cleared.
             let vma = unsafe { VmaMixedMap::from_raw(vma) };
+            (handler, vma, fault)
+        }
+
+        /// # Safety
+        ///
+        /// Called by the core's fault path with a valid `vmf` whose VMA carries these ops.
+        unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+            // SAFETY: as this function's own requirements.
+            let (handler, vma, fault) = unsafe { Self::unpack(vmf) };
             handler.fault(vma, &fault).into_raw()
+        }
+
+        /// # Safety
+        ///
+        /// Called by the core's fault path with a valid `vmf` whose VMA carries these ops.
+        unsafe extern "C" fn huge_fault(
+            vmf: *mut bindings::vm_fault,
+            order: kernel::ffi::c_uint,
+        ) -> bindings::vm_fault_t {
+            if order != HUGE_ORDER {
+                return FaultOutcome::Fallback.into_raw();
+            }
+            // SAFETY: as this function's own requirements.
+            let (handler, vma, fault) = unsafe { Self::unpack(vmf) };
+            // The core does not check, for a file VMA, that a PMD fits (the driver must, as
+            // DAX does): the whole 2 MiB must lie inside the VMA, and map a whole frame.
+            if !pmd_fits(vma, &fault) {
+                return FaultOutcome::Fallback.into_raw();
+            }
+            let pmd = PmdFault {
+                vmf,
+                _fault: PhantomData,
+            };
+            handler.pmd_fault(&fault, &pmd).into_raw()
         }
 
         /// Fault-around: maps pages that are "readily available" near a read fault, under RCU.
@@ -815,6 +1018,67 @@ mod vm {
         ) -> bindings::vm_fault_t {
             0
         }
+    }
+
+    /// Whether the 2 MiB around `fault` lies inside `vma` and starts at a page offset that is
+    /// a multiple of 512, so one PMD maps exactly one whole frame.
+    fn pmd_fits(vma: &VmaMixedMap, fault: &Fault) -> bool {
+        let size = PAGE_SIZE << HUGE_ORDER;
+        let start = fault.address & !(size - 1);
+        // The page offset of `start`; none when the mapping begins past it in the file.
+        let first = fault
+            .pgoff
+            .checked_sub((fault.address - start) >> kernel::page::PAGE_SHIFT);
+        start >= vma.start()
+            && start + size <= vma.end()
+            && first.is_some_and(|first| first & HUGE_MASK == 0)
+    }
+
+    /// A fault being served at PMD level.
+    ///
+    /// # Invariants
+    ///
+    /// `vmf` is the valid fault of a VMA with `VM_MIXEDMAP` set, for the duration of `'a`,
+    /// with the mmap or VMA lock held.
+    pub(crate) struct PmdFault<'a> {
+        vmf: *mut bindings::vm_fault,
+        _fault: PhantomData<&'a mut bindings::vm_fault>,
+    }
+
+    impl PmdFault<'_> {
+        /// Maps all of `frame` with one PMD entry, writable if `write`.
+        ///
+        /// The entry is a special (PFN) one that holds no reference on the frame, as 7.3's
+        /// PMD split and zap expect for a `VM_MIXEDMAP` VMA: a folio-backed PMD would be
+        /// split there without dropping its reference, leaking the frame. Our frames outlive
+        /// every mapping anyway: a mapping holds the file, and the file holds the frames.
+        pub(crate) fn insert(&self, frame: FrameRef<'_, HUGE_ORDER>, write: bool) -> FaultOutcome {
+            // SAFETY: by the type invariant `vmf` is valid with the right lock held and
+            // `VM_MIXEDMAP` set, which `vmf_insert_pfn_pmd` requires. The PFN is that of a
+            // live, PMD-aligned 2 MiB frame that outlives the mapping (see above).
+            let raw = unsafe { bindings::vmf_insert_pfn_pmd(self.vmf, frame.pfn(), write) };
+            FaultOutcome::from_raw(raw)
+        }
+    }
+
+    /// Maps page `index` of `frame` at `address` (for order 0, the frame itself).
+    pub(crate) fn insert_subpage<const ORDER: u32>(
+        vma: &VmaMixedMap,
+        address: usize,
+        frame: FrameRef<'_, ORDER>,
+        index: usize,
+    ) -> Result {
+        if index >= 1 << ORDER {
+            return Err(EINVAL);
+        }
+        // SAFETY: `vma` has `VM_MIXEDMAP` and its lock held (the invariants of `VmaMixedMap`).
+        // The page is page `index` of a live frame (checked above to lie inside it): an
+        // ordinary, non-anonymous page, which `vm_insert_page` accepts and takes its own
+        // reference on, as it does for the pages of a page-cache folio.
+        let ret = unsafe {
+            bindings::vm_insert_page(vma.as_ptr(), address, frame.page.as_ptr().add(index))
+        };
+        kernel::error::to_result(ret)
     }
 
     /// Pages to map at consecutive addresses with one `vm_insert_pages` call, which takes the
@@ -848,7 +1112,7 @@ mod vm {
             self.len == Self::CAPACITY
         }
 
-        /// Adds the page for the next address. The batch must not be full.
+        /// Adds the page for the next address; a full batch ignores it.
         pub(crate) fn push(&mut self, page: &BorrowedPage<'a>) {
             if self.is_full() {
                 return;
@@ -891,76 +1155,97 @@ mod vm {
         }
     }
 
-    /// An owned order-0 frame, stored in an `XArray` as its bare `struct page` pointer, so a
-    /// frame costs no allocation besides the page itself.
+    /// An owned, zeroed frame of `1 << ORDER` pages (a compound page when `ORDER` > 0),
+    /// stored in an `XArray` as its bare `struct page` pointer, so a frame costs no
+    /// allocation besides its pages.
     ///
     /// # Invariants
     ///
-    /// `page` points to an order-0 page from `alloc_pages`, of which `Frame` owns one reference.
-    pub(crate) struct Frame {
+    /// `page` points to the head of an order-`ORDER` allocation from `alloc_pages`, of which
+    /// `Frame` owns one reference.
+    pub(crate) struct Frame<const ORDER: u32> {
         page: NonNull<bindings::page>,
     }
 
     // SAFETY: a page reference may be dropped and used from any thread.
-    unsafe impl Send for Frame {}
+    unsafe impl<const ORDER: u32> Send for Frame<ORDER> {}
     // SAFETY: `Frame` has no interior mutability; shared access only reads the pointer.
-    unsafe impl Sync for Frame {}
+    unsafe impl<const ORDER: u32> Sync for Frame<ORDER> {}
 
-    impl Frame {
+    impl<const ORDER: u32> Frame<ORDER> {
         /// Allocates a zeroed frame, charged to the current task's memory cgroup as anonymous
-        /// memory is.
+        /// memory is. A huge frame is one compound page, and its allocation does not warn
+        /// when no free 2 MiB block is left: the fault reports that.
         pub(crate) fn alloc_zeroed() -> Result<Self, AllocError> {
-            let flags = bindings::GFP_KERNEL_ACCOUNT | bindings::__GFP_ZERO;
+            let mut flags = bindings::GFP_KERNEL_ACCOUNT | bindings::__GFP_ZERO;
+            if ORDER > 0 {
+                flags |= (1 << bindings::___GFP_COMP_BIT) | bindings::__GFP_NOWARN;
+            }
             // SAFETY: `alloc_pages` may sleep with these flags; we are in process context.
-            let page = unsafe { bindings::alloc_pages(flags, 0) };
-            // INVARIANT: a non-null result is a new order-0 page with one reference, ours.
+            let page = unsafe { bindings::alloc_pages(flags, ORDER) };
+            // INVARIANT: a non-null result is a new order-`ORDER` allocation with one
+            // reference, ours.
             Ok(Self {
                 page: NonNull::new(page).ok_or(AllocError)?,
             })
         }
+    }
 
-        pub(crate) fn as_page_ptr(&self) -> NonNull<bindings::page> {
-            self.page
+    impl<const ORDER: u32> Drop for Frame<ORDER> {
+        fn drop(&mut self) {
+            // SAFETY: by the type invariant we own one reference to an order-`ORDER`
+            // allocation. Mappings hold references of their own (or, at PMD level, none but
+            // they are gone before us), so the pages are freed when the last one is dropped.
+            unsafe { bindings::__free_pages(self.page.as_ptr(), ORDER) };
         }
+    }
 
-        /// Borrows a frame's page given its pointer.
+    /// A borrowed frame: its head page, valid for `'a`.
+    #[derive(Clone, Copy)]
+    pub(crate) struct FrameRef<'a, const ORDER: u32> {
+        page: NonNull<bindings::page>,
+        _frame: PhantomData<&'a Frame<ORDER>>,
+    }
+
+    impl<'a, const ORDER: u32> FrameRef<'a, ORDER> {
+        /// The same frame, borrowed for longer.
         ///
         /// # Safety
         ///
-        /// `page` must come from a [`Frame`] that stays alive for `'a`.
-        pub(crate) unsafe fn borrow_ptr<'a>(page: NonNull<bindings::page>) -> BorrowedPage<'a> {
-            // SAFETY: the caller guarantees that the frame, and so the page, outlives `'a`.
-            unsafe { BorrowedPage::from_raw(page) }
+        /// The frame must stay alive for `'b`.
+        pub(crate) unsafe fn extend<'b>(self) -> FrameRef<'b, ORDER> {
+            FrameRef {
+                page: self.page,
+                _frame: PhantomData,
+            }
+        }
+
+        /// The page frame number of the first page: what `/proc/<pid>/pagemap` reports for its
+        /// mappings.
+        pub(crate) fn pfn(self) -> usize {
+            // On x86_64 with SPARSEMEM_VMEMMAP, `struct page`s form one virtual array starting
+            // at `vmemmap_base`, indexed by PFN (the C `page_to_pfn`).
+            // SAFETY: `vmemmap_base` is set during early boot and read-only afterwards.
+            let base = unsafe { bindings::vmemmap_base };
+            (self.page.as_ptr() as usize - base) / core::mem::size_of::<bindings::page>()
         }
     }
 
-    impl Drop for Frame {
-        fn drop(&mut self) {
-            // SAFETY: by the type invariant we own one reference to an order-0 page. Mappings
-            // hold references of their own, so the page is freed only when they are gone too.
-            unsafe { bindings::__free_pages(self.page.as_ptr(), 0) };
-        }
-    }
-
-    /// A borrowed frame in an `XArray`: the frame's page pointer, valid for `'a`.
-    pub(crate) struct FrameRef<'a> {
-        page: NonNull<bindings::page>,
-        _frame: PhantomData<&'a Frame>,
-    }
-
-    impl FrameRef<'_> {
-        pub(crate) fn as_page_ptr(&self) -> NonNull<bindings::page> {
-            self.page
+    impl<'a> FrameRef<'a, 0> {
+        /// The frame as a page, for the kernel crate's page APIs.
+        pub(crate) fn page(self) -> BorrowedPage<'a> {
+            // SAFETY: an order-0 frame is a valid page, alive for `'a` by the type's contract.
+            unsafe { BorrowedPage::from_raw(self.page) }
         }
     }
 
     // SAFETY: `into_foreign` returns the `struct page` pointer, which is aligned to
     // `FOREIGN_ALIGN` because it points to a `struct page`. `from_foreign` and the borrows
     // rebuild the pointer exactly as `into_foreign` gave it.
-    unsafe impl ForeignOwnable for Frame {
+    unsafe impl<const ORDER: u32> ForeignOwnable for Frame<ORDER> {
         const FOREIGN_ALIGN: usize = core::mem::align_of::<bindings::page>();
-        type Borrowed<'a> = FrameRef<'a>;
-        type BorrowedMut<'a> = FrameRef<'a>;
+        type Borrowed<'a> = FrameRef<'a, ORDER>;
+        type BorrowedMut<'a> = FrameRef<'a, ORDER>;
 
         fn into_foreign(self) -> *mut c_void {
             let page = self.page;
@@ -971,13 +1256,13 @@ mod vm {
 
         unsafe fn from_foreign(ptr: *mut c_void) -> Self {
             // SAFETY: the caller passes a pointer from `into_foreign`: non-null, and owning the
-            // page reference that the forgotten `Frame` owned.
+            // reference that the forgotten `Frame` owned.
             let page = unsafe { NonNull::new_unchecked(ptr.cast()) };
             // INVARIANT: ownership of that reference moves back into the `Frame`.
             Self { page }
         }
 
-        unsafe fn borrow<'a>(ptr: *mut c_void) -> FrameRef<'a> {
+        unsafe fn borrow<'a>(ptr: *mut c_void) -> FrameRef<'a, ORDER> {
             FrameRef {
                 // SAFETY: the caller passes a pointer from `into_foreign`, so it is non-null,
                 // and guarantees that its `Frame` is not reclaimed during `'a`.
@@ -986,19 +1271,10 @@ mod vm {
             }
         }
 
-        unsafe fn borrow_mut<'a>(ptr: *mut c_void) -> FrameRef<'a> {
+        unsafe fn borrow_mut<'a>(ptr: *mut c_void) -> FrameRef<'a, ORDER> {
             // SAFETY: the same requirements as `borrow`, which the caller upholds.
             unsafe { Self::borrow(ptr) }
         }
-    }
-
-    /// The page frame number of `page`: what `/proc/<pid>/pagemap` reports for its mappings.
-    pub(crate) fn pfn(page: &BorrowedPage<'_>) -> usize {
-        // On x86_64 with SPARSEMEM_VMEMMAP, `struct page`s form one virtual array starting at
-        // `vmemmap_base`, indexed by PFN (the C `page_to_pfn`).
-        // SAFETY: `vmemmap_base` is set during early boot and read-only afterwards.
-        let base = unsafe { bindings::vmemmap_base };
-        (page.as_ptr() as usize - base) / core::mem::size_of::<bindings::page>()
     }
 
     /// The machine's RAM in pages.
@@ -1036,52 +1312,71 @@ mod tests {
 
     #[test]
     fn limits_default_cap_is_a_quarter_of_ram() {
-        let limits = Limits::new(65536, 0, 1, 1_000_000);
+        let limits = Limits::new(65536, 0, 1, false, 1_000_000);
         assert_eq!(
             limits,
             Ok(Limits {
                 max_pages: 65536,
                 max_total_pages: 250_000,
                 prefault: 1,
+                huge: false,
             })
         );
         // A tiny machine still gets a cap of at least one frame.
-        assert_eq!(Limits::new(1, 0, 1, 3).map(|l| l.max_total_pages), Ok(1));
+        assert_eq!(
+            Limits::new(1, 0, 1, false, 3).map(|l| l.max_total_pages),
+            Ok(1)
+        );
     }
 
     #[test]
     fn limits_refuse_out_of_range_values() {
-        assert!(Limits::new(0, 0, 1, 1000).is_err());
-        assert!(Limits::new(Limits::MAX_PAGES_LIMIT + 1, 0, 1, 1000).is_err());
-        assert!(Limits::new(16, 1001, 1, 1000).is_err());
-        assert!(Limits::new(16, 0, 0, 1000).is_err());
-        assert!(Limits::new(16, 0, 513, 1000).is_err());
-        assert!(Limits::new(Limits::MAX_PAGES_LIMIT, 1000, 512, 1000).is_ok());
+        assert!(Limits::new(0, 0, 1, false, 1000).is_err());
+        assert!(Limits::new(Limits::MAX_PAGES_LIMIT + 1, 0, 1, false, 1000).is_err());
+        assert!(Limits::new(16, 1001, 1, false, 1000).is_err());
+        assert!(Limits::new(16, 0, 0, false, 1000).is_err());
+        assert!(Limits::new(16, 0, 513, false, 1000).is_err());
+        assert!(Limits::new(Limits::MAX_PAGES_LIMIT, 1000, 512, false, 1000).is_ok());
     }
 
     #[test]
     fn limits_allow_a_cap_below_the_size() {
         assert_eq!(
-            Limits::new(64, 16, 16, 1000),
+            Limits::new(64, 16, 16, false, 1000),
             Ok(Limits {
                 max_pages: 64,
                 max_total_pages: 16,
                 prefault: 16,
+                huge: false,
             })
         );
     }
 
     #[test]
+    fn limits_for_huge_frames() {
+        // The cap must hold one 2 MiB frame, and prefault is a 4 KiB notion.
+        assert!(Limits::new(1024, 511, 1, true, 100_000).is_err());
+        assert!(Limits::new(1024, 0, 2, true, 100_000).is_err());
+        assert!(Limits::new(1024, 0, 1, true, 1000).is_err());
+        assert_eq!(
+            Limits::new(1024, 512, 1, true, 100_000).map(|l| l.huge),
+            Ok(true)
+        );
+    }
+
+    #[test]
     fn budget_stops_at_the_cap_and_gives_back() {
-        let budget = FrameBudget::new(2);
-        budget.reserve().expect("first frame").commit();
-        let pending = budget.reserve().expect("second frame");
-        assert!(budget.reserve().is_none());
-        assert_eq!(budget.live(), 2);
+        let budget = FrameBudget::new(4);
+        budget.reserve(1).expect("first page").commit();
+        let pending = budget.reserve(2).expect("two more");
+        assert!(budget.reserve(2).is_none());
+        assert_eq!(budget.live(), 3);
         drop(pending);
         assert_eq!(budget.live(), 1);
-        budget.reserve().expect("slot given back").commit();
-        budget.release(2);
+        // A reservation is all or nothing: 3 fit, 4 do not.
+        assert!(budget.reserve(4).is_none());
+        budget.reserve(3).expect("the rest").commit();
+        budget.release(4);
         assert_eq!(budget.live(), 0);
     }
 
@@ -1114,38 +1409,36 @@ mod tests {
         stats.write_faults.add(2, Relaxed);
         stats.read_faults.add(1, Relaxed);
         let budget = FrameBudget::new(9);
-        budget.reserve().expect("frame").commit();
-        let text = show(|f| stats.write(f, &budget, 1))?;
+        budget.reserve(1).expect("frame").commit();
+        let text = show(|f| stats.write(f, &budget, &Limits::DEFAULT))?;
         assert_eq!(
             text.to_bytes(),
             b"faults 3\nread_faults 1\nwrite_faults 2\nframes_allocated 0\nframes_freed 0\n\
               sigbus 0\noom 0\ninstances 0\ninstances_opened 0\nmmap_refused 0\n\
-              prefaulted 0\nframes_live 1\nmax_total_pages 9\nprefault 1\n"
+              prefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\nframes_live 1\n\
+              max_total_pages 9\nprefault 1\nhuge 0\n"
         );
         Ok(())
     }
 
     #[test]
     fn frame_table_keeps_the_first_frame() -> Result {
-        let table = KBox::pin_init(FrameTable::new(), GFP_KERNEL)?;
+        let table = KBox::pin_init(FrameTable::<0>::new(), GFP_KERNEL)?;
         assert!(table.get(5).is_none());
-        let frame = vm::Frame::alloc_zeroed()?;
-        let first = frame.as_page_ptr();
-        let (page, inserted) = table.get_or_insert(5, frame)?;
+        let (first, inserted) = table.get_or_insert(5, vm::Frame::alloc_zeroed()?)?;
         assert!(inserted);
-        assert_eq!(page.as_ptr(), first.as_ptr());
         // A racing fault's frame loses: the table keeps, and returns, the first one.
-        let (page, inserted) = table.get_or_insert(5, vm::Frame::alloc_zeroed()?)?;
+        let (again, inserted) = table.get_or_insert(5, vm::Frame::alloc_zeroed()?)?;
         assert!(!inserted);
-        assert_eq!(page.as_ptr(), first.as_ptr());
-        assert_eq!(table.get(5).map(|p| p.as_ptr()), Some(first.as_ptr()));
-        assert_eq!(table.len(), 1);
+        assert_eq!(again.pfn(), first.pfn());
+        assert_eq!(table.get(5).map(|f| f.pfn()), Some(first.pfn()));
+        assert_eq!(table.pages(), 1);
         Ok(())
     }
 
     #[test]
-    fn frame_table_lists_frames_in_order() -> Result {
-        let table = KBox::pin_init(FrameTable::new(), GFP_KERNEL)?;
+    fn frame_table_lists_pages_in_order() -> Result {
+        let table = KBox::pin_init(FrameTable::<0>::new(), GFP_KERNEL)?;
         for pgoff in [9, 2, 700] {
             table.get_or_insert(pgoff, vm::Frame::alloc_zeroed()?)?;
         }
@@ -1157,17 +1450,41 @@ mod tests {
             })
             .map_err(|_| ENOMEM)?;
         assert_eq!(&seen[..], &[2, 9, 700]);
-        assert_eq!(table.len(), 3);
+        assert_eq!(table.pages(), 3);
+        Ok(())
+    }
+
+    #[test]
+    fn huge_frames_count_and_list_their_pages() -> Result {
+        let table = KBox::pin_init(FrameTable::<{ vm::HUGE_ORDER }>::new(), GFP_KERNEL)?;
+        let Ok(frame) = vm::Frame::alloc_zeroed() else {
+            // No free 2 MiB block: nothing to check, and nothing is wrong with the table.
+            return Ok(());
+        };
+        let (frame, _) = table.get_or_insert(3, frame)?;
+        assert_eq!(frame.pfn() % 512, 0);
+        assert_eq!(table.pages(), 512);
+        let (mut rows, mut last) = (0, None);
+        table
+            .for_each(|pgoff, pfn| {
+                assert_eq!(pgoff, 3 * 512 + rows);
+                assert_eq!(pfn, frame.pfn() + rows);
+                rows += 1;
+                last = Some(pgoff);
+                Ok(())
+            })
+            .map_err(|_| EINVAL)?;
+        assert_eq!((rows, last), (512, Some(4 * 512 - 1)));
         Ok(())
     }
 
     #[test]
     fn new_frames_are_zeroed() -> Result {
-        let frame = vm::Frame::alloc_zeroed()?;
-        // SAFETY: the frame is alive for the whole borrow.
-        let page = unsafe { vm::Frame::borrow_ptr(frame.as_page_ptr()) };
+        let table = KBox::pin_init(FrameTable::<0>::new(), GFP_KERNEL)?;
+        let (frame, _) = table.get_or_insert(0, vm::Frame::alloc_zeroed()?)?;
+        let page = frame.page();
         let mut buf = [0xffu8; 64];
-        for offset in (0..kernel::page::PAGE_SIZE).step_by(buf.len()) {
+        for offset in (0..PAGE_SIZE).step_by(buf.len()) {
             // SAFETY: `buf` is valid for writes of its length, and nobody else writes the page.
             unsafe { page.read_raw(buf.as_mut_ptr(), offset, buf.len())? };
             assert!(buf.iter().all(|&b| b == 0));

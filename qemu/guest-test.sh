@@ -3,8 +3,9 @@
 # show even if the guest dies), keeping the tests' own lines whole; the full kernel log,
 # with the KUnit KTAP output of every module load and any report (BUG, WARNING, KASAN,
 # lockdep, kmemleak), is printed at the end between RPD-DMESG markers for the host to parse.
-# The end-to-end tests run twice: with the default parameters, and with prefault=16 (each
-# fault maps 16 pages), whose counts they derive from the module's own "prefault" line.
+# The end-to-end tests run three times: with the default parameters, with prefault=16 (each
+# fault maps 16 pages) and with huge=1 (2 MiB frames); they derive their expected counts
+# from the settings the module prints in its stats file.
 set -u
 dmesg -n 4
 rc=0
@@ -16,9 +17,11 @@ pfdemo-e2e || rc=1
 echo "RPD-STEP: tour"
 pfdemo tour --check >/tmp/tour.out 2>&1 || rc=1
 cat /tmp/tour.out
-echo "RPD-STEP: end-to-end tests with prefault=16"
-rmmod rust_pagefault_demo && insmod $module prefault=16 || { echo "RPD-FAIL: reload"; rc=1; }
-RPD_PARAMS="prefault=16" pfdemo-e2e || rc=1
+for params in "prefault=16" "huge=1"; do
+	echo "RPD-STEP: end-to-end tests with $params"
+	rmmod rust_pagefault_demo && insmod $module $params || { echo "RPD-FAIL: reload"; rc=1; }
+	RPD_PARAMS="$params" pfdemo-e2e || rc=1
+done
 echo "RPD-STEP: unload"
 rmmod rust_pagefault_demo || { echo "RPD-FAIL: rmmod"; rc=1; }
 if [ -e /sys/kernel/debug/kmemleak ]; then

@@ -31,6 +31,8 @@ if echo "$lint" | grep -qE '^(warning|error)'; then
 else
 	pass "make CLIPPY=1 is clean"
 fi
+check "cargo clippy on the user programs is clean" "$RPD_TOP/scripts/in-root.sh" sh -c \
+	"cd $RPD_SRC_IN/user && cargo clippy --release --locked --target-dir /build/user-target --all-targets -- -D warnings"
 out=$("$RPD_TOP/scripts/in-root.sh" sh -c \
 	"cd $RPD_SRC_IN/user && cargo test --release --locked --target-dir /build/user-target 2>&1") || true
 echo "$out" | grep -E '^test |test result' >&2 || true
@@ -54,10 +56,10 @@ for f in $flavours; do
 	clean=$(sed -E 's/\r$//; s/^\[ *[0-9]+\.[0-9]+\] //' "$log")
 
 	# KUnit: the module's suite from its first load, parsed by the kernel's own kunit.py.
-	ktap=$(echo "$clean" | awk '/^ *# Subtest: rust_pagefault_demo$/ && !done {on=1}
-		on {print} on && /^ok [0-9]+ rust_pagefault_demo/ {on=0; done=1}')
-	k_ok=$(echo "$ktap" | grep -cE '^    ok [0-9]+ ' || true)
-	k_bad=$(echo "$ktap" | grep -cE '^    not ok [0-9]+ ' || true)
+	ktap=$(awk '/^ *# Subtest: rust_pagefault_demo$/ && !done {on=1}
+		on {print} on && /^ok [0-9]+ rust_pagefault_demo/ {on=0; done=1}' <<<"$clean")
+	k_ok=$(grep -cE '^    ok [0-9]+ ' <<<"$ktap" || true)
+	k_bad=$(grep -cE '^    not ok [0-9]+ ' <<<"$ktap" || true)
 	if [ "$k_ok" -eq 0 ]; then
 		fail "[$f] KUnit: no results for the rust_pagefault_demo suite"
 	else
@@ -68,19 +70,19 @@ for f in $flavours; do
 			"python3 $ksrc/tools/testing/kunit/kunit.py parse </dev/stdin >/dev/null" <"$RPD_LOGS/kunit-$f.ktap"
 	fi
 	# Every later load ran the suite again: none may fail.
-	again=$(echo "$clean" | grep -cE '^not ok [0-9]+ rust_pagefault_demo' || true)
+	again=$(grep -cE '^not ok [0-9]+ rust_pagefault_demo' <<<"$clean" || true)
 	[ "$again" -eq 0 ] || fail "[$f] KUnit failed on a later module load" "$again"
 
 	# End-to-end tests and the tour.
-	e_ok=$(echo "$clean" | grep -cE '^ok [0-9]+ - ' || true)
-	e_bad=$(echo "$clean" | grep -cE '^not ok [0-9]+ - ' || true)
+	e_ok=$(grep -cE '^ok [0-9]+ - ' <<<"$clean" || true)
+	e_bad=$(grep -cE '^not ok [0-9]+ - ' <<<"$clean" || true)
 	[ "$e_ok" -gt 0 ] || fail "[$f] e2e: no results"
 	pass "[$f] e2e" "$e_ok"
-	[ "$e_bad" -eq 0 ] || fail "[$f] e2e failures: $(echo "$clean" | grep -E '^not ok [0-9]+ - ' | tr '\n' ';')" "$e_bad"
-	if echo "$clean" | grep -qE '^tour: all [0-9]+ checks passed'; then pass "[$f] tour"; else fail "[$f] tour checks"; fi
+	[ "$e_bad" -eq 0 ] || fail "[$f] e2e failures: $(grep -E '^not ok [0-9]+ - ' <<<"$clean" | tr '\n' ';')" "$e_bad"
+	if grep -qE '^tour: all [0-9]+ checks passed' <<<"$clean"; then pass "[$f] tour"; else fail "[$f] tour checks"; fi
 
 	# Kernel reports: any of these in the guest log is a failure.
-	splats=$(echo "$clean" | grep -E 'BUG:|WARNING:|KASAN|UBSAN|Oops|Kernel panic|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|unreferenced object|kmemleak: [0-9]+ new suspected|sleeping function called from invalid context|Bad page' || true)
+	splats=$(grep -E 'BUG:|WARNING:|KASAN|UBSAN|Oops|Kernel panic|panicked at|RIP:|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|unreferenced object|kmemleak: [0-9]+ new suspected|sleeping function called from invalid context|Bad page' <<<"$clean" || true)
 	if [ -n "$splats" ]; then fail "[$f] kernel reports in the guest log: $(echo "$splats" | head -n 3 | tr '\n' ';')"; else pass "[$f] no kernel reports"; fi
 	[ "$vm_rc" -eq 0 ] || fail "[$f] guest exit status $vm_rc (log: $log)"
 done

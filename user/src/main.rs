@@ -548,8 +548,8 @@ struct Verified {
 }
 
 /// Checks every present page of `pid`'s device mappings: its pagemap PFN must be the frame
-/// that `frames` lists at that page offset. Copies made by MAP_PRIVATE writes are anonymous
-/// pages (pagemap's file/shared bit clear) and are not ours to list, so they are skipped.
+/// that `frames` lists at that page offset. A page that is not there must be a copy made by a
+/// MAP_PRIVATE write, which `/proc/kpageflags` shows as anonymous; anything else is a mismatch.
 fn verify_pid(pid: u32) -> Res<Verified> {
     use std::io::{Read, Seek, SeekFrom};
     let maps = io("maps", std::fs::read_to_string(format!("/proc/{pid}/maps")))?;
@@ -564,30 +564,29 @@ fn verify_pid(pid: u32) -> Res<Verified> {
         "pagemap",
         std::fs::File::open(format!("/proc/{pid}/pagemap")),
     )?;
+    let mut kpageflags = io("kpageflags", std::fs::File::open("/proc/kpageflags"))?;
+    let read_u64 = |f: &mut std::fs::File, index: u64| -> Res<u64> {
+        let mut raw = [0u8; 8];
+        io("seek", f.seek(SeekFrom::Start(index * 8)))?;
+        io("read", f.read_exact(&mut raw))?;
+        Ok(u64::from_le_bytes(raw))
+    };
     let mut v = Verified {
         checked: 0,
         mismatches: 0,
     };
     let ps = page_size() as u64;
     for line in maps.lines().filter(|l| l.ends_with(sys::DEVICE)) {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let (range, offset) = (cols[0], u64::from_str_radix(cols[2], 16).unwrap_or(0));
-        let (start, end) = range.split_once('-').ok_or("bad maps line")?;
-        let (start, end) = (
-            u64::from_str_radix(start, 16).unwrap_or(0),
-            u64::from_str_radix(end, 16).unwrap_or(0),
-        );
+        let (start, end, offset) =
+            pfdemo::parse::parse_maps_range(line).map_err(|e| e.to_string())?;
         for va in (start..end).step_by(ps as usize) {
-            let mut raw = [0u8; 8];
-            io("pagemap", pagemap.seek(SeekFrom::Start(va / ps * 8)))?;
-            io("pagemap", pagemap.read_exact(&mut raw))?;
-            let e = pfdemo::parse::PagemapEntry::from_raw(u64::from_le_bytes(raw));
-            let (Some(pfn), true) = (e.pfn, e.file_or_shared) else {
-                continue;
-            };
+            let e = pfdemo::parse::PagemapEntry::from_raw(read_u64(&mut pagemap, va / ps)?);
+            let Some(pfn) = e.pfn else { continue };
             let pgoff = offset / ps + (va - start) / ps;
-            v.checked += 1;
-            if !by_pgoff.get(&pgoff).is_some_and(|pfns| pfns.contains(&pfn)) {
+            if by_pgoff.get(&pgoff).is_some_and(|pfns| pfns.contains(&pfn)) {
+                v.checked += 1;
+            } else if read_u64(&mut kpageflags, pfn)? & pfdemo::parse::KPF_ANON == 0 {
+                v.checked += 1;
                 v.mismatches += 1;
                 println!(
                     "pid {pid} va {va:#x} pgoff {pgoff}: pagemap pfn {pfn:#x} is not in frames"

@@ -137,16 +137,35 @@ pub struct PagemapEntry {
 
 impl PagemapEntry {
     pub fn from_raw(raw: u64) -> Self {
-        let present = raw >> 63 & 1 == 1;
-        let swapped = raw >> 62 & 1 == 1;
+        let present = (raw >> 63) & 1 == 1;
+        let swapped = (raw >> 62) & 1 == 1;
         Self {
             present,
             swapped,
-            file_or_shared: raw >> 61 & 1 == 1,
-            exclusive: raw >> 56 & 1 == 1,
+            file_or_shared: (raw >> 61) & 1 == 1,
+            exclusive: (raw >> 56) & 1 == 1,
             pfn: (present && !swapped).then_some(raw & ((1 << 55) - 1)),
         }
     }
+}
+
+/// `/proc/kpageflags`: the page is anonymous memory.
+pub const KPF_ANON: u64 = 1 << 12;
+
+/// The start, end and file offset of a `/proc/<pid>/maps` line.
+pub fn parse_maps_range(line: &str) -> Result<(u64, u64, u64), ParseError> {
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    let hex = |s: &str| u64::from_str_radix(s, 16).map_err(|_| bad("maps", line));
+    let (start, end) = cols
+        .first()
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(|| bad("maps", line))?;
+    let offset = cols.get(2).ok_or_else(|| bad("maps", line))?;
+    let (start, end) = (hex(start)?, hex(end)?);
+    if end <= start {
+        return Err(bad("maps", line));
+    }
+    Ok((start, end, hex(offset)?))
 }
 
 /// The minor and major fault counters of `/proc/<pid>/stat` (fields 10 and 12).
@@ -246,12 +265,24 @@ mod tests {
 
     #[test]
     fn pagemap_bits() {
-        let e = PagemapEntry::from_raw(1 << 63 | 1 << 61 | 0x1234);
+        let e = PagemapEntry::from_raw((1 << 63) | (1 << 61) | 0x1234);
         assert!(e.present && e.file_or_shared && !e.swapped);
         assert_eq!(e.pfn, Some(0x1234));
         assert_eq!(PagemapEntry::from_raw(0).pfn, None);
         // Swapped entries carry a swap type and offset, not a PFN.
-        assert_eq!(PagemapEntry::from_raw(1 << 63 | 1 << 62 | 5).pfn, None);
+        assert_eq!(PagemapEntry::from_raw((1 << 63) | (1 << 62) | 5).pfn, None);
+    }
+
+    #[test]
+    fn maps_ranges() {
+        let line = "7f00c0000000-7f00c0200000 rw-s 00003000 00:05 7 /dev/rust_pagefault_demo";
+        assert_eq!(
+            parse_maps_range(line).unwrap(),
+            (0x7f00c0000000, 0x7f00c0200000, 0x3000)
+        );
+        assert!(parse_maps_range("garbage").is_err());
+        assert!(parse_maps_range("2000-1000 rw-s 0 00:05 7 /x").is_err());
+        assert!(parse_maps_range("1000-2000 rw-s").is_err());
     }
 
     #[test]

@@ -106,6 +106,65 @@ impl Device {
             flags,
         )
     }
+
+    /// Like [`Device::map`], at an address aligned to `align` bytes (a power of two), as a
+    /// PMD-level (2 MiB) mapping needs.
+    pub fn map_aligned(
+        &self,
+        pages: usize,
+        pgoff: usize,
+        shared: bool,
+        align: usize,
+    ) -> io::Result<Mapping> {
+        let len = pages * page_size();
+        // Reserve enough address space to find an aligned start in it, then map over it.
+        let hole = Mapping::new(
+            None,
+            (len + align) / page_size(),
+            0,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE,
+        )?;
+        let start = (hole.ptr as usize).next_multiple_of(align);
+        let flags = libc::MAP_FIXED
+            | if shared {
+                libc::MAP_SHARED
+            } else {
+                libc::MAP_PRIVATE
+            };
+        let offset = (pgoff * page_size()) as libc::off_t;
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: the range lies inside `hole`, which we own; MAP_FIXED replaces that part.
+        let ptr = unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                len,
+                prot,
+                flags,
+                self.fd(),
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // Give back the rest of the hole around the new mapping.
+        let (hole_start, hole_end) = (hole.ptr as usize, hole.ptr as usize + hole.len);
+        std::mem::forget(hole);
+        // SAFETY: unmapping the parts of our own reservation that the new mapping did not take.
+        unsafe {
+            if start > hole_start {
+                libc::munmap(hole_start as *mut libc::c_void, start - hole_start);
+            }
+            if hole_end > start + len {
+                libc::munmap((start + len) as *mut libc::c_void, hole_end - start - len);
+            }
+        }
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
 }
 
 /// A mapping, unmapped on drop.

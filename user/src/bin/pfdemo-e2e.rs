@@ -12,6 +12,9 @@ use std::sync::{Arc, Barrier};
 
 type Check = Result<(), String>;
 
+/// A named test case.
+type Case = (&'static str, fn() -> Check);
+
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
         if !$cond {
@@ -82,6 +85,18 @@ fn expected_faults(touches: impl IntoIterator<Item = usize>, pages: usize) -> Re
         }
     }
     Ok(faults)
+}
+
+/// Pages in one frame: 512 with `huge`, else 1.
+fn unit() -> Result<usize, String> {
+    Ok(if stats()?.get("huge") == 1 { 512 } else { 1 })
+}
+
+/// Pages allocated when the pages `touched` get their frames: every frame they fall in.
+fn allocs(touched: impl IntoIterator<Item = usize>) -> Result<i64, String> {
+    let u = unit()?;
+    let frames: std::collections::BTreeSet<usize> = touched.into_iter().map(|p| p / u).collect();
+    Ok((frames.len() * u) as i64)
 }
 
 /// Module parameters every load in these tests gets (RPD_PARAMS, e.g. "prefault=16").
@@ -200,8 +215,8 @@ fn first_touch_faults_once_and_pfn_matches() -> Check {
             ("faults", 1),
             ("write_faults", 1),
             ("read_faults", 0),
-            ("frames_allocated", 1),
-            ("frames_live", 1),
+            ("frames_allocated", allocs([0])?),
+            ("frames_live", allocs([0])?),
         ],
     )?;
     let mut pm = io("pagemap", Pagemap::open())?;
@@ -242,7 +257,7 @@ fn every_touched_page_matches_pagemap() -> Check {
     }
     deltas(
         &before,
-        &[("faults", faults), ("frames_allocated", N as i64)],
+        &[("faults", faults), ("frames_allocated", allocs(0..N)?)],
     )?;
     let frames = io("frames", read_frames())?;
     let mut pm = io("pagemap", Pagemap::open())?;
@@ -262,7 +277,7 @@ fn every_touched_page_matches_pagemap() -> Check {
         ensure!(seen.insert(pm_pfn), "pfn {pm_pfn:#x} used twice");
     }
     ensure!(
-        io("fdinfo", dev.fdinfo())?.frames == N as u64,
+        io("fdinfo", dev.fdinfo())?.frames as i64 == allocs(0..N)?,
         "fdinfo frame count"
     );
     Ok(())
@@ -358,9 +373,9 @@ fn frames_freed_at_last_close() -> Check {
         deltas(
             &before,
             &[
-                ("frames_allocated", 20),
+                ("frames_allocated", allocs(0..20)?),
                 ("frames_freed", 0),
-                ("frames_live", 20),
+                ("frames_live", allocs(0..20)?),
                 ("instances", 1),
             ],
         )?;
@@ -368,8 +383,8 @@ fn frames_freed_at_last_close() -> Check {
     deltas(
         &before,
         &[
-            ("frames_allocated", 20),
-            ("frames_freed", 20),
+            ("frames_allocated", allocs(0..20)?),
+            ("frames_freed", allocs(0..20)?),
             ("frames_live", 0),
             ("instances", 0),
         ],
@@ -441,11 +456,11 @@ fn fork_children_share_frames() -> Check {
         let Ok(mut pm) = Pagemap::open() else {
             return 10;
         };
-        for i in 0..8 {
+        for (i, parent_pfn) in parent_pfns.iter().enumerate() {
             if map.read(i, 0) != 100 + i as u64 {
                 return 11;
             }
-            if pm.entry(map.addr(i)).ok().and_then(|e| e.pfn) != parent_pfns[i] {
+            if pm.entry(map.addr(i)).ok().and_then(|e| e.pfn) != *parent_pfn {
                 return 12;
             }
         }
@@ -487,8 +502,8 @@ fn concurrent_first_touch_allocates_once() -> Check {
     deltas(
         &before,
         &[
-            ("frames_allocated", ROUNDS as i64),
-            ("frames_live", ROUNDS as i64),
+            ("frames_allocated", allocs(0..ROUNDS)?),
+            ("frames_live", allocs(0..ROUNDS)?),
         ],
     )?;
     for i in 0..ROUNDS {
@@ -658,6 +673,8 @@ fn invalid_parameters_refused() -> Check {
         "max_total_pages=1x",
         "prefault=0",
         "prefault=513",
+        "huge=1 prefault=2",
+        "huge=maybe",
     ] {
         let ok = run("insmod", &[&m, bad])?;
         if ok {
@@ -673,17 +690,23 @@ fn invalid_parameters_refused() -> Check {
 }
 
 fn sigbus_at_the_cap() -> Check {
-    // A cap smaller than the instance: the cap, not the size, stops growth.
-    reload(&["max_pages=64", "max_total_pages=16"])?;
+    // A cap smaller than the instance: the cap, not the size, stops growth. Sizes are in
+    // frames of `u` pages (512 with huge frames), touched one page per frame.
+    let u = unit()?;
+    let (size, cap) = (64 * u, 16 * u);
+    reload(&[
+        &format!("max_pages={size}"),
+        &format!("max_total_pages={cap}"),
+    ])?;
     let result = (|| -> Check {
         let dev = io("open", Device::open())?;
-        let map = io("mmap", dev.map(64, 0, true))?;
+        let map = io("mmap", dev.map(size, 0, true))?;
         for i in 0..16 {
-            map.write(i, 0, i as u64);
+            map.write(i * u, 0, i as u64);
         }
         let before = stats()?;
         let status = in_child(|| {
-            map.write(16, 0, 1);
+            map.write(16 * u, 0, 1);
             0
         })?;
         ensure!(
@@ -696,13 +719,13 @@ fn sigbus_at_the_cap() -> Check {
         )?;
         let s = stats()?;
         ensure!(
-            s.get("frames_live") == 16,
-            "frames_live {} at the cap",
+            s.get("frames_live") == cap as u64,
+            "frames_live {} at the cap {cap}",
             s.get("frames_live")
         );
         // Pages below the cap are intact, and a second instance is capped too.
         for i in 0..16 {
-            ensure!(map.read(i, 0) == i as u64, "page {i} changed");
+            ensure!(map.read(i * u, 0) == i as u64, "frame {i} changed");
         }
         let other = io("open", Device::open())?;
         let om = io("mmap", other.map(1, 0, true))?;
@@ -721,16 +744,113 @@ fn sigbus_at_the_cap() -> Check {
             "frames leaked: {:?}",
             s.0
         );
-        // A mapping past max_pages=64 is refused at mmap time.
+        // A mapping past max_pages is refused at mmap time.
         let dev = io("open", Device::open())?;
         ensure!(
-            errno_of(dev.map(65, 0, true)) == Some(libc::EINVAL),
-            "mmap past max_pages=64 not refused"
+            errno_of(dev.map(size + 1, 0, true)) == Some(libc::EINVAL),
+            "mmap past max_pages={size} not refused"
         );
         Ok(())
     })();
     reload(&[])?;
     result
+}
+
+/// A 2 MiB-aligned mapping: with `huge`, one PMD-level fault maps all 512 pages of a shared
+/// mapping's frame, while a private mapping falls back to 4 KiB faults (copy on write needs
+/// them); without `huge`, every page is its own 4 KiB fault.
+fn aligned_mapping_uses_pmd_when_huge() -> Check {
+    const TWO_MIB: usize = 2 << 20;
+    let huge = unit()? == 512;
+    let dev = io("open", Device::open())?;
+    let id = io("fdinfo", dev.fdinfo())?.instance;
+    let map = io("mmap aligned", dev.map_aligned(1024, 0, true, TWO_MIB))?;
+    let before = stats()?;
+    map.write(3, 0, 0x4242);
+    let mut pm = io("pagemap", Pagemap::open())?;
+    if huge {
+        deltas(
+            &before,
+            &[("huge_faults", 1), ("faults", 0), ("frames_allocated", 512)],
+        )?;
+        let frames = io("frames", read_frames())?;
+        for i in 0..512 {
+            let pm_pfn =
+                pagemap_pfn(&mut pm, map.addr(i))?.ok_or(format!("page {i} not present"))?;
+            let row = frames
+                .iter()
+                .find(|r| r.instance == id && r.pgoff == i as u64);
+            ensure!(
+                row.map(|r| r.pfn) == Some(pm_pfn),
+                "page {i}: pagemap {pm_pfn:#x}, frames {row:?}"
+            );
+        }
+        ensure!(
+            pm_pfn_absent(&mut pm, &map, 512)?,
+            "the second 2 MiB was mapped too"
+        );
+    } else {
+        let k = prefault()?;
+        deltas(
+            &before,
+            &[
+                ("huge_faults", 0),
+                ("faults", 1),
+                ("frames_allocated", allocs(3..3 + k)?),
+            ],
+        )?;
+        ensure!(
+            pm_pfn_absent(&mut pm, &map, 3 + k)?,
+            "more than the prefault window was mapped"
+        );
+    }
+    // A private mapping of the same frames: reads see the data, writes are private copies.
+    let private = io(
+        "mmap private aligned",
+        dev.map_aligned(512, 0, false, TWO_MIB),
+    )?;
+    let before = stats()?;
+    ensure!(
+        private.read(3, 0) == 0x4242,
+        "private mapping does not show the data"
+    );
+    private.write(3, 0, 0x5151);
+    ensure!(
+        map.read(3, 0) == 0x4242,
+        "private write reached the instance frame"
+    );
+    let fallbacks = if huge { 1 } else { 0 };
+    deltas(
+        &before,
+        &[("huge_fallbacks", fallbacks), ("frames_allocated", 0)],
+    )
+}
+
+/// Where one PMD cannot map a whole frame inside the mapping, every mode takes 4 KiB faults:
+/// a 2 MiB-aligned mapping shorter than 2 MiB, and an aligned one whose file offset is not a
+/// multiple of 2 MiB.
+fn pmd_only_where_a_whole_frame_fits() -> Check {
+    const TWO_MIB: usize = 2 << 20;
+    let dev = io("open", Device::open())?;
+    let short = io("mmap short", dev.map_aligned(256, 0, true, TWO_MIB))?;
+    let before = stats()?;
+    short.write(0, 0, 1);
+    short.write(255, 0, 2);
+    let faults = expected_faults([0, 255], 256)?;
+    deltas(&before, &[("huge_faults", 0), ("faults", faults)])?;
+    let skewed = io("mmap at pgoff 3", dev.map_aligned(1024, 3, true, TWO_MIB))?;
+    let before = stats()?;
+    skewed.write(0, 0, 3);
+    deltas(&before, &[("huge_faults", 0), ("faults", 1)])?;
+    ensure!(
+        short.read(3, 0) == 3,
+        "pgoff 3 is not shared between the two mappings"
+    );
+    Ok(())
+}
+
+fn pm_pfn_absent(pm: &mut Pagemap, map: &Mapping, page: usize) -> Result<bool, String> {
+    Ok(!io("pagemap", pm.entry(map.addr(page)))?.present)
 }
 
 fn main() {
@@ -740,7 +860,7 @@ fn main() {
         std::process::exit(2);
     }
     assert_eq!(page, 4096, "the tests assume 4 KiB pages");
-    let cases: &[(&str, fn() -> Check)] = &[
+    let cases: &[Case] = &[
         ("device node is 0600 and debugfs files 0400", device_node),
         ("mmap allocates nothing", mmap_allocates_nothing),
         (
@@ -791,6 +911,14 @@ fn main() {
         (
             "latency histogram counts every fault",
             latency_histogram_counts_every_fault,
+        ),
+        (
+            "2 MiB aligned mapping: one PMD fault with huge, 4 KiB faults without",
+            aligned_mapping_uses_pmd_when_huge,
+        ),
+        (
+            "PMD only where a whole frame fits in the mapping",
+            pmd_only_where_a_whole_frame_fits,
         ),
         (
             "SIGBUS at max_total_pages, counts intact",
