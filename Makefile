@@ -16,7 +16,7 @@ FLAVOUR ?= default
 export FLAVOUR CLIPPY
 
 ifneq ($(KDIR),)
-KBUILD = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) $(if $(MO),MO=$(MO))
+KBUILD = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM)
 
 default: modules
 modules:

@@ -739,7 +739,7 @@ fn write_frames(f: &mut fmt::Formatter<'_>) -> fmt::Result {
     Ok(())
 }
 
-#[pin_data]
+#[pin_data(PinnedDrop)]
 struct PagefaultDemo {
     #[pin]
     misc: MiscDeviceRegistration<Instance>,
@@ -750,6 +750,18 @@ struct PagefaultDemo {
     #[pin]
     latency: debugfs::File<()>,
     _dir: debugfs::Dir,
+}
+
+#[pinned_drop]
+impl PinnedDrop for PagefaultDemo {
+    fn drop(self: Pin<&mut Self>) {
+        // The module is going away, so no file of it is open and no instance is left. The
+        // list is a static, never dropped: free its buffer here, or each load would leak it.
+        let instances = core::mem::take(&mut *INSTANCES.lock());
+        if !instances.is_empty() {
+            pr_err!("{} instances left at unload\n", instances.len());
+        }
+    }
 }
 
 impl kernel::InPlaceModule for PagefaultDemo {

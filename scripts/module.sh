@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # module.sh TARGET: run the module's kbuild TARGET (modules, clean, modules_install,
 # rust-analyzer) against the project's kernel of $FLAVOUR, inside the build root.
-# The default flavour writes rust_pagefault_demo.ko at the repository root; other
-# flavours build into the cache (kbuild's MO=), so the flavours never mix objects.
+# The default flavour builds in place, so rust_pagefault_demo.ko lands at the repository
+# root. Other flavours build a copy of the sources in the cache (/build/module-FLAVOUR), so
+# the flavours never mix objects (kbuild's MO= would need a clean source tree).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 target=${1:-modules}
 [ "$target" = clean ] && [ ! -d "$RPD_ROOT$(kbuild_in "$FLAVOUR")" ] && exit 0
 "$RPD_TOP/scripts/kernel.sh" "$FLAVOUR"
 kb=$(kbuild_in "$FLAVOUR")
-mo=
-[ "$FLAVOUR" = default ] || mo="MO=/build/module-$FLAVOUR"
 extra=
 [ -n "${CLIPPY:-}" ] && extra="CLIPPY=$CLIPPY"
-"$RPD_TOP/scripts/in-root.sh" sh -c "mkdir -p /build/module-$FLAVOUR && \
-	make -s -C $RPD_SRC_IN KDIR=$kb $mo $extra $target"
+if [ "$FLAVOUR" = default ]; then
+	dir=$RPD_SRC_IN
+else
+	dir=/build/module-$FLAVOUR
+	mkdir -p "$RPD_ROOT$dir"
+	for f in Kbuild Makefile rust_pagefault_demo.rs; do
+		cmp -s "$RPD_TOP/$f" "$RPD_ROOT$dir/$f" || cp "$RPD_TOP/$f" "$RPD_ROOT$dir/$f"
+	done
+fi
+"$RPD_TOP/scripts/in-root.sh" make -s -C "$dir" KDIR="$kb" $extra "$target"
