@@ -22,6 +22,15 @@ for params in "prefault=16" "huge=1"; do
 	rmmod rust_pagefault_demo && insmod $module $params || { echo "RPD-FAIL: reload"; rc=1; }
 	RPD_PARAMS="$params" pfdemo-e2e || rc=1
 done
+echo "RPD-STEP: stress (seeded, bounded)"
+rmmod rust_pagefault_demo && insmod $module || { echo "RPD-FAIL: reload"; rc=1; }
+pfdemo-stress run --seed 1 --procs 4 --threads 3 --ops 8000 --seconds 40 || rc=1
+if [ -d /sys/kernel/debug/fail_page_alloc ]; then
+	echo "RPD-STEP: stress with fault injection (5% of the workers' allocations fail)"
+	pfdemo-stress run --seed 2 --procs 2 --threads 2 --ops 1500 --seconds 30 --inject 5 || rc=1
+fi
+echo "RPD-STEP: insmod/rmmod lifecycle"
+pfdemo-stress lifecycle --cycles 200 || rc=1
 echo "RPD-STEP: unload"
 rmmod rust_pagefault_demo || { echo "RPD-FAIL: rmmod"; rc=1; }
 if [ -e /sys/kernel/debug/kmemleak ]; then

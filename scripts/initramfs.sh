@@ -13,7 +13,7 @@ bin=/build/user-target/x86_64-unknown-linux-gnu/release
 	cp $RPD_SRC_IN/qemu/init \$s/init
 	cp $RPD_SRC_IN/qemu/guest-test.sh \$s/bin/guest-test.sh
 	cp $ko \$s/lib/modules/
-	cp $bin/pfdemo $bin/pfdemo-e2e \$s/bin/
+	cp $bin/pfdemo $bin/pfdemo-e2e $bin/pfdemo-stress \$s/bin/
 	echo 'root:x:0:0:root:/root:/bin/sh' >\$s/etc/passwd
 	echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >>\$s/etc/passwd
 	cd \$s && find . | cpio -o -H newc --quiet >\$s.cpio.tmp && mv \$s.cpio.tmp \$s.cpio"

@@ -73,12 +73,13 @@ for f in $flavours; do
 	again=$(grep -cE '^not ok [0-9]+ rust_pagefault_demo' <<<"$clean" || true)
 	[ "$again" -eq 0 ] || fail "[$f] KUnit failed on a later module load" "$again"
 
-	# End-to-end tests and the tour.
+	# End-to-end, stress and lifecycle tests (TAP lines) and the tour.
+	grep '^RPD-RELIABILITY:' <<<"$clean" >"$RPD_LOGS/reliability-$f.txt" || true
 	e_ok=$(grep -cE '^ok [0-9]+ - ' <<<"$clean" || true)
 	e_bad=$(grep -cE '^not ok [0-9]+ - ' <<<"$clean" || true)
-	[ "$e_ok" -gt 0 ] || fail "[$f] e2e: no results"
-	pass "[$f] e2e" "$e_ok"
-	[ "$e_bad" -eq 0 ] || fail "[$f] e2e failures: $(grep -E '^not ok [0-9]+ - ' <<<"$clean" | tr '\n' ';')" "$e_bad"
+	[ "$e_ok" -gt 0 ] || fail "[$f] in-VM tests: no results"
+	pass "[$f] in-VM tests" "$e_ok"
+	[ "$e_bad" -eq 0 ] || fail "[$f] in-VM test failures: $(grep -E '^not ok [0-9]+ - ' <<<"$clean" | tr '\n' ';')" "$e_bad"
 	if grep -qE '^tour: all [0-9]+ checks passed' <<<"$clean"; then pass "[$f] tour"; else fail "[$f] tour checks"; fi
 
 	# Kernel reports: any of these in the guest log is a failure.

@@ -25,7 +25,9 @@ if [ "${RPD_KVM:-0}" = 1 ]; then
 	accel=(-accel kvm -cpu host)
 fi
 append="console=ttyS0 rpd.mode=$mode panic=-1 oops=panic ${VM_APPEND:-}"
-[ -n "${RPD_MODULE_ARGS:-}" ] && append="$append rpd.args=$(echo "$RPD_MODULE_ARGS" | tr ' ' ',')"
+# Arguments for the guest's program (e.g. the benchmark's), without spaces on the kernel
+# command line.
+[ -n "${RPD_GUEST_ARGS:-}" ] && append="$append rpd.args=$(echo "$RPD_GUEST_ARGS" | tr ' ' ',')"
 qemu=(qemu-system-x86_64 -M pc "${accel[@]}" -smp "$cpus" -m "$mem" -nodefaults -no-reboot
 	-kernel "$kernel" -initrd "$initrd")
 

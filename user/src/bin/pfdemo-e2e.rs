@@ -849,6 +849,63 @@ fn pmd_only_where_a_whole_frame_fits() -> Check {
     Ok(())
 }
 
+/// Frames are charged to the memory cgroup of the task that faults them in, as anonymous
+/// memory is (`GFP_KERNEL_ACCOUNT`): a child in a cgroup of its own sees `memory.current`
+/// grow by at least the frames it touched.
+fn frames_charged_to_the_touchers_memcg() -> Check {
+    const CG: &str = "/sys/fs/cgroup";
+    if !std::fs::read_to_string("/proc/mounts").is_ok_and(|m| m.contains(" cgroup2 ")) {
+        ensure!(
+            run("mount", &["-t", "cgroup2", "none", CG])?,
+            "mounting cgroup2 failed"
+        );
+    }
+    io(
+        "enable the memory controller",
+        std::fs::write(format!("{CG}/cgroup.subtree_control"), "+memory"),
+    )?;
+    let group = format!("{CG}/rpd-e2e");
+    let _ = std::fs::create_dir(&group);
+    let pages = 256;
+    let frames = allocs(0..pages)? as u64;
+    let status = in_child(|| {
+        let current = || -> u64 {
+            std::fs::read_to_string(format!("{group}/memory.current"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        if std::fs::write(
+            format!("{group}/cgroup.procs"),
+            std::process::id().to_string(),
+        )
+        .is_err()
+        {
+            return 10;
+        }
+        let Ok(dev) = Device::open() else { return 11 };
+        let Ok(map) = dev.map(pages, 0, true) else {
+            return 12;
+        };
+        let before = current();
+        for p in 0..pages {
+            map.write(p, 0, 1);
+        }
+        let grown = current().saturating_sub(before);
+        if grown < frames * page_size() as u64 {
+            eprintln!("memory.current grew by {grown} bytes for {frames} frames");
+            return 13;
+        }
+        0
+    })?;
+    let _ = std::fs::remove_dir(&group);
+    ensure!(
+        status == Ok(0),
+        "child ended with {status:?} (10: join cgroup, 11/12: open/mmap, 13: not charged)"
+    );
+    Ok(())
+}
+
 fn pm_pfn_absent(pm: &mut Pagemap, map: &Mapping, page: usize) -> Result<bool, String> {
     Ok(!io("pagemap", pm.entry(map.addr(page)))?.present)
 }
@@ -919,6 +976,10 @@ fn main() {
         (
             "PMD only where a whole frame fits in the mapping",
             pmd_only_where_a_whole_frame_fits,
+        ),
+        (
+            "frames are charged to the toucher's memory cgroup",
+            frames_charged_to_the_touchers_memcg,
         ),
         (
             "SIGBUS at max_total_pages, counts intact",
