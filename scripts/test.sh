@@ -22,7 +22,15 @@ check() { # check NAME CMD...: one test that passes when CMD succeeds
 "$RPD_TOP/scripts/buildroot.sh"
 for f in $flavours; do "$RPD_TOP/scripts/kernel.sh" "$f"; done
 
-say "host: format, lint and unit tests"
+say "host: the build root's safety, format, lint and unit tests"
+check "an interrupted chroot (SIGINT, SIGKILL) leaves no mount behind" "$RPD_TOP/scripts/check-chroot-cleanup.sh"
+series_msg=$(KERNEL_SERIES=0.1 "$RPD_TOP/scripts/kernel.sh" default 2>&1 >/dev/null || true)
+if grep -q "carries these series: .*$KERNEL_SERIES" <<<"$series_msg"; then
+	pass "a kernel series the archive lacks fails with the list it carries"
+else
+	fail "KERNEL_SERIES=0.1 did not list the available series: $series_msg"
+fi
+
 check "rustfmt (module and user programs)" "$RPD_TOP/scripts/fmt.sh" --check
 lint=$(FLAVOUR=default CLIPPY=1 "$RPD_TOP/scripts/module.sh" modules 2>&1) || true
 if echo "$lint" | grep -qE '^(warning|error)'; then

@@ -324,6 +324,9 @@ pub fn run(args: Args) -> Res {
         args.mib, args.reps
     );
 
+    // First, while the slab caches hold no freed XArray nodes of earlier runs to reuse.
+    let metadata = metadata_per_frame(&args.module, pages.min(65536))?;
+
     // Device frames of all threads must fit under the cap; a quarter of RAM may be less.
     let cap = format!("max_total_pages={}", pages + 1024);
     let mut samples: Vec<(Mode, usize, Vec<f64>)> = Vec::new();
@@ -384,7 +387,6 @@ pub fn run(args: Args) -> Res {
             }
         })
         .collect();
-    let metadata = metadata_per_frame(&args.module, pages.min(65536))?;
     let report = Report {
         kernel: read_trim("/proc/sys/kernel/osrelease"),
         clocksource,
@@ -403,7 +405,7 @@ pub fn run(args: Args) -> Res {
     print_table(&report);
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     if let Some(path) = &args.json_out {
-        io("write json", std::fs::write(path, &json))?;
+        io("write json", std::fs::write(path, json + "\n"))?;
     }
     Ok(())
 }

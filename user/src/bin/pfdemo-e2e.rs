@@ -906,6 +906,101 @@ fn frames_charged_to_the_touchers_memcg() -> Check {
     Ok(())
 }
 
+/// The rest of the bad-input matrix: an unaligned offset, MAP_SHARED_VALIDATE (the
+/// "private and shared" flag combination, which checks the flags), and mprotect upgrading a
+/// private read-only mapping to writable (allowed; writes are private copies).
+fn offsets_flags_and_mprotect() -> Check {
+    let dev = io("open", Device::open())?;
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let fd = dev.fd();
+    // SAFETY: asking for new mappings at addresses of the kernel's choice.
+    let unaligned =
+        unsafe { libc::mmap(std::ptr::null_mut(), 4096, rw, libc::MAP_SHARED, fd, 100) };
+    ensure!(
+        unaligned == libc::MAP_FAILED
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL),
+        "an unaligned offset was not refused with EINVAL"
+    );
+    let validated = Mapping::new(Some(fd), 2, 0, rw, libc::MAP_SHARED_VALIDATE);
+    ensure!(
+        validated.is_ok(),
+        "MAP_SHARED_VALIDATE refused: {:?}",
+        validated.err()
+    );
+    // MAP_SYNC is for DAX files; MAP_SHARED_VALIDATE must refuse it for us.
+    let sync = Mapping::new(
+        Some(fd),
+        2,
+        0,
+        rw,
+        libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC,
+    );
+    ensure!(
+        errno_of(sync) == Some(libc::EOPNOTSUPP),
+        "MAP_SHARED_VALIDATE | MAP_SYNC was not refused with EOPNOTSUPP"
+    );
+    let shared = io("mmap shared", dev.map(2, 0, true))?;
+    shared.write(0, 0, 0x1111);
+    let ro = io(
+        "mmap private read-only",
+        Mapping::new(Some(fd), 2, 0, libc::PROT_READ, libc::MAP_PRIVATE),
+    )?;
+    ensure!(
+        ro.read(0, 0) == 0x1111,
+        "read-only private mapping does not show the data"
+    );
+    // SAFETY: changing the protection of our own mapping.
+    let r = unsafe { libc::mprotect(ro.as_ptr().cast(), ro.len(), rw) };
+    ensure!(r == 0, "mprotect(PROT_WRITE) on a private mapping failed");
+    ro.write(0, 0, 0x2222);
+    ensure!(
+        ro.read(0, 0) == 0x2222 && shared.read(0, 0) == 0x1111,
+        "a write after mprotect reached the instance frame"
+    );
+    Ok(())
+}
+
+/// The tools say in one line what is missing, and how to fix it.
+fn tools_explain_what_is_missing() -> Check {
+    // Not root: a child drops to nobody and asks for the stats.
+    let out = Command::new("/bin/pfdemo").arg("stats").output();
+    let root_ok = out.as_ref().map(|o| o.status.success()).unwrap_or(false);
+    ensure!(root_ok, "pfdemo stats failed as root");
+    let status = in_child(|| {
+        // SAFETY: dropping privileges in the child only.
+        if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
+            return 20;
+        }
+        match Command::new("/bin/pfdemo").arg("stats").output() {
+            Ok(o) if o.status.code() == Some(2) => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                if err.contains("not root") && err.lines().count() == 1 {
+                    0
+                } else {
+                    21
+                }
+            }
+            _ => 22,
+        }
+    })?;
+    ensure!(
+        status == Ok(0),
+        "as nobody: {status:?} (21: message, 22: exit status)"
+    );
+    // No module: the device is missing.
+    ensure!(run("rmmod", &["rust_pagefault_demo"])?, "rmmod failed");
+    let out = Command::new("/bin/pfdemo").arg("stats").output();
+    reload(&[])?;
+    let out = io("pfdemo stats", out)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(2) && err.contains("not loaded") && err.contains("insmod"),
+        "without the module: status {:?}, {err:?}",
+        out.status.code()
+    );
+    Ok(())
+}
+
 fn pm_pfn_absent(pm: &mut Pagemap, map: &Mapping, page: usize) -> Result<bool, String> {
     Ok(!io("pagemap", pm.entry(map.addr(page)))?.present)
 }
@@ -980,6 +1075,14 @@ fn main() {
         (
             "frames are charged to the toucher's memory cgroup",
             frames_charged_to_the_touchers_memcg,
+        ),
+        (
+            "unaligned offset, MAP_SHARED_VALIDATE and mprotect on private maps",
+            offsets_flags_and_mprotect,
+        ),
+        (
+            "the tools explain a missing module or missing root in one line",
+            tools_explain_what_is_missing,
         ),
         (
             "SIGBUS at max_total_pages, counts intact",
