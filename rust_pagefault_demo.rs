@@ -40,6 +40,7 @@
 
 use core::fmt;
 use kernel::{
+    cpu::CpuId,
     debugfs,
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
@@ -154,87 +155,117 @@ impl Limits {
     }
 }
 
+/// The module's counters, each a `name value` line of the `stats` file.
+#[derive(Clone, Copy)]
+enum Counter {
+    Faults,
+    ReadFaults,
+    WriteFaults,
+    FramesAllocated,
+    FramesFreed,
+    Sigbus,
+    Oom,
+    Instances,
+    InstancesOpened,
+    MmapRefused,
+    /// Pages mapped by faults besides the faulting page (`prefault` > 1).
+    Prefaulted,
+    /// Calls of the PMD-level handler (`huge`), which are not counted in `faults`.
+    HugeFaults,
+    /// PMD-level calls that asked the core to fall back to 4 KiB faults.
+    HugeFallbacks,
+    /// Nanoseconds spent in the handlers, all calls together (see `latency` for the spread).
+    HandlerNs,
+}
+
+impl Counter {
+    const COUNT: usize = 14;
+    const NAMES: [&'static str; Counter::COUNT] = [
+        "faults",
+        "read_faults",
+        "write_faults",
+        "frames_allocated",
+        "frames_freed",
+        "sigbus",
+        "oom",
+        "instances",
+        "instances_opened",
+        "mmap_refused",
+        "prefaulted",
+        "huge_faults",
+        "huge_fallbacks",
+        "handler_ns",
+    ];
+}
+
 /// A log2 histogram of nanoseconds: bucket `b` counts values in `[2^(b-1), 2^b)`, bucket 0
 /// counts zero.
-struct Histogram {
-    buckets: [Atomic<u64>; Histogram::BUCKETS],
-}
+struct Histogram;
 
 impl Histogram {
     const BUCKETS: usize = 40;
-
-    const fn new() -> Self {
-        Self {
-            buckets: [const { Atomic::new(0) }; Histogram::BUCKETS],
-        }
-    }
 
     /// The bucket of `ns`; the last bucket also takes everything above 2^38 ns.
     fn bucket(ns: u64) -> usize {
         ((u64::BITS - ns.leading_zeros()) as usize).min(Self::BUCKETS - 1)
     }
-
-    fn record(&self, ns: u64) {
-        self.buckets[Self::bucket(ns)].add(1, Relaxed);
-    }
 }
 
-impl fmt::Display for Histogram {
-    /// One line per non-empty bucket: `<upper bound in ns> <count>`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "# le_ns count")?;
-        for (b, count) in self.buckets.iter().enumerate() {
-            let count = count.load(Relaxed);
-            if count != 0 {
-                writeln!(f, "{} {}", 1u64 << b, count)?;
-            }
-        }
-        Ok(())
-    }
+/// One CPU's share of the counters, on cache lines of its own.
+#[repr(align(64))]
+struct Shard {
+    counters: [Atomic<u64>; Counter::COUNT],
+    latency: [Atomic<u64>; Histogram::BUCKETS],
 }
 
-/// The module's counters. Plain relaxed atomics: the fault path takes no global lock.
+/// The module's counters and the handler-latency histogram.
+///
+/// The fault path takes no lock, and, so that faults on different CPUs do not fight over
+/// cache lines, each CPU adds to a shard of its own (CPUs beyond `SHARDS` share). Readers sum
+/// the shards with wrapping arithmetic, which is exact even when a value was added on one
+/// shard and taken away on another.
 struct Stats {
-    faults: Atomic<u64>,
-    read_faults: Atomic<u64>,
-    write_faults: Atomic<u64>,
-    frames_allocated: Atomic<u64>,
-    frames_freed: Atomic<u64>,
-    sigbus: Atomic<u64>,
-    oom: Atomic<u64>,
-    instances: Atomic<u64>,
-    instances_opened: Atomic<u64>,
-    mmap_refused: Atomic<u64>,
-    /// Pages mapped by faults besides the faulting page (`prefault` > 1).
-    prefaulted: Atomic<u64>,
-    /// Calls of the PMD-level handler (`huge`), which are not counted in `faults`.
-    huge_faults: Atomic<u64>,
-    /// PMD-level calls that asked the core to fall back to 4 KiB faults.
-    huge_fallbacks: Atomic<u64>,
-    /// Nanoseconds spent in the handlers, all calls together (see `latency` for the spread).
-    handler_ns: Atomic<u64>,
-    latency: Histogram,
+    shards: [Shard; Stats::SHARDS],
 }
 
 impl Stats {
+    const SHARDS: usize = 8;
+
     const fn new() -> Self {
         Self {
-            faults: Atomic::new(0),
-            read_faults: Atomic::new(0),
-            write_faults: Atomic::new(0),
-            frames_allocated: Atomic::new(0),
-            frames_freed: Atomic::new(0),
-            sigbus: Atomic::new(0),
-            oom: Atomic::new(0),
-            instances: Atomic::new(0),
-            instances_opened: Atomic::new(0),
-            mmap_refused: Atomic::new(0),
-            prefaulted: Atomic::new(0),
-            huge_faults: Atomic::new(0),
-            huge_fallbacks: Atomic::new(0),
-            handler_ns: Atomic::new(0),
-            latency: Histogram::new(),
+            shards: [const {
+                Shard {
+                    counters: [const { Atomic::new(0) }; Counter::COUNT],
+                    latency: [const { Atomic::new(0) }; Histogram::BUCKETS],
+                }
+            }; Stats::SHARDS],
         }
+    }
+
+    /// This CPU's shard. Being moved to another CPU meanwhile is harmless: the sums stay right.
+    fn shard(&self) -> &Shard {
+        &self.shards[CpuId::current().as_u32() as usize % Self::SHARDS]
+    }
+
+    fn add(&self, counter: Counter, n: u64) {
+        self.shard().counters[counter as usize].add(n, Relaxed);
+    }
+
+    fn sub(&self, counter: Counter, n: u64) {
+        self.add(counter, n.wrapping_neg());
+    }
+
+    fn get(&self, counter: Counter) -> u64 {
+        self.shards.iter().fold(0u64, |sum, shard| {
+            sum.wrapping_add(shard.counters[counter as usize].load(Relaxed))
+        })
+    }
+
+    /// Counts one handler call that took `ns` nanoseconds.
+    fn record_latency(&self, ns: u64) {
+        let shard = self.shard();
+        shard.counters[Counter::HandlerNs as usize].add(ns, Relaxed);
+        shard.latency[Histogram::bucket(ns)].add(1, Relaxed);
     }
 
     /// Writes `name value` lines: the counters, then the budget's count of live frames (see
@@ -245,29 +276,30 @@ impl Stats {
         budget: &FrameBudget,
         limits: &Limits,
     ) -> fmt::Result {
-        let counters = [
-            ("faults", &self.faults),
-            ("read_faults", &self.read_faults),
-            ("write_faults", &self.write_faults),
-            ("frames_allocated", &self.frames_allocated),
-            ("frames_freed", &self.frames_freed),
-            ("sigbus", &self.sigbus),
-            ("oom", &self.oom),
-            ("instances", &self.instances),
-            ("instances_opened", &self.instances_opened),
-            ("mmap_refused", &self.mmap_refused),
-            ("prefaulted", &self.prefaulted),
-            ("huge_faults", &self.huge_faults),
-            ("huge_fallbacks", &self.huge_fallbacks),
-            ("handler_ns", &self.handler_ns),
-        ];
-        for (name, value) in counters {
-            writeln!(f, "{name} {}", value.load(Relaxed))?;
+        for (i, name) in Counter::NAMES.iter().enumerate() {
+            let value = self.shards.iter().fold(0u64, |sum, shard| {
+                sum.wrapping_add(shard.counters[i].load(Relaxed))
+            });
+            writeln!(f, "{name} {value}")?;
         }
         writeln!(f, "frames_live {}", budget.live())?;
         writeln!(f, "max_total_pages {}", budget.cap())?;
         writeln!(f, "prefault {}", limits.prefault)?;
         writeln!(f, "huge {}", u8::from(limits.huge))
+    }
+
+    /// The histogram: one line per non-empty bucket, `<upper bound in ns> <count>`.
+    fn write_latency(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "# le_ns count")?;
+        for b in 0..Histogram::BUCKETS {
+            let count = self.shards.iter().fold(0u64, |sum, shard| {
+                sum.wrapping_add(shard.latency[b].load(Relaxed))
+            });
+            if count != 0 {
+                writeln!(f, "{} {}", 1u64 << b, count)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -480,7 +512,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
             .map_err(|_| Shortage::Memory)?;
         if inserted {
             reservation.commit();
-            STATS.frames_allocated.add(1u64 << ORDER, Relaxed);
+            STATS.add(Counter::FramesAllocated, 1u64 << ORDER);
         }
         Ok(frame)
     }
@@ -501,11 +533,11 @@ impl Shortage {
     fn outcome(self) -> vm::FaultOutcome {
         match self {
             Self::Cap | Self::Refused => {
-                STATS.sigbus.add(1, Relaxed);
+                STATS.add(Counter::Sigbus, 1);
                 vm::FaultOutcome::Sigbus
             }
             Self::Memory => {
-                STATS.oom.add(1, Relaxed);
+                STATS.add(Counter::Oom, 1);
                 vm::FaultOutcome::Oom
             }
         }
@@ -605,7 +637,7 @@ impl Instance {
             batch.push(&frame.page());
         }
         mapped += batch.insert(vma);
-        STATS.prefaulted.add(mapped as u64, Relaxed);
+        STATS.add(Counter::Prefaulted, mapped as u64);
     }
 
     /// Maps the 2 MiB frame around `fault` with one PMD, or asks for 4 KiB faults instead.
@@ -615,7 +647,7 @@ impl Instance {
         // go through 4 KiB faults, where the core copies on write. So does a frame that would
         // reach past the instance's end.
         if !self.huge || !fault.shared || (index + 1) << vm::HUGE_ORDER > self.size {
-            STATS.huge_fallbacks.add(1, Relaxed);
+            STATS.add(Counter::HugeFallbacks, 1);
             return vm::FaultOutcome::Fallback;
         }
         match self.large.frame(index) {
@@ -628,11 +660,11 @@ impl Instance {
 impl vm::FaultHandler for Instance {
     fn fault(&self, vma: &VmaMixedMap, fault: &vm::Fault) -> vm::FaultOutcome {
         let start = Instant::<Monotonic>::now();
-        STATS.faults.add(1, Relaxed);
+        STATS.add(Counter::Faults, 1);
         if fault.write {
-            STATS.write_faults.add(1, Relaxed);
+            STATS.add(Counter::WriteFaults, 1);
         } else {
-            STATS.read_faults.add(1, Relaxed);
+            STATS.add(Counter::ReadFaults, 1);
         }
         let outcome = match self.map(vma, fault.pgoff, fault.address) {
             Ok(()) => vm::FaultOutcome::Mapped,
@@ -644,7 +676,7 @@ impl vm::FaultHandler for Instance {
 
     fn pmd_fault(&self, fault: &vm::Fault, pmd: &vm::PmdFault<'_>) -> vm::FaultOutcome {
         let start = Instant::<Monotonic>::now();
-        STATS.huge_faults.add(1, Relaxed);
+        STATS.add(Counter::HugeFaults, 1);
         let outcome = self.map_pmd(fault, pmd);
         record_latency(start);
         outcome
@@ -654,8 +686,7 @@ impl vm::FaultHandler for Instance {
 /// Records the time since `start` as one handler call.
 fn record_latency(start: Instant<Monotonic>) {
     let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
-    STATS.handler_ns.add(ns, Relaxed);
-    STATS.latency.record(ns);
+    STATS.record_latency(ns);
 }
 
 #[pinned_drop]
@@ -663,8 +694,8 @@ impl PinnedDrop for Instance {
     fn drop(self: Pin<&mut Self>) {
         // The XArrays free the frames right after this; count them as freed now.
         let n = self.pages();
-        STATS.frames_freed.add(n as u64, Relaxed);
-        STATS.instances.fetch_sub(1, Relaxed);
+        STATS.add(Counter::FramesFreed, n as u64);
+        STATS.sub(Counter::Instances, 1);
         BUDGET.release(n);
     }
 }
@@ -676,8 +707,8 @@ impl MiscDevice for Instance {
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Instance>> {
         let instance = Arc::pin_init(Instance::new(), GFP_KERNEL)?;
         // Counted now, so that dropping it (below, if the list cannot grow) balances.
-        STATS.instances.add(1, Relaxed);
-        STATS.instances_opened.add(1, Relaxed);
+        STATS.add(Counter::Instances, 1);
+        STATS.add(Counter::InstancesOpened, 1);
         INSTANCES.lock().push(instance.clone(), GFP_KERNEL)?;
         Ok(instance)
     }
@@ -690,7 +721,7 @@ impl MiscDevice for Instance {
 
     fn mmap(instance: ArcBorrow<'_, Instance>, _file: &File, vma: &VmaNew) -> Result {
         let refuse = |e: Error| {
-            STATS.mmap_refused.add(1, Relaxed);
+            STATS.add(Counter::MmapRefused, 1);
             Err(e)
         };
         let pages = (vma.end() - vma.start()) >> PAGE_SHIFT;
@@ -811,7 +842,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
             }),
             frames <- dir.read_callback_file(c"frames", (), &|(), f| write_frames(f)),
             latency <- dir.read_callback_file(c"latency", (), &|(), f| {
-                fmt::Display::fmt(&STATS.latency, f)
+                STATS.write_latency(f)
             }),
             _dir: dir,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions {
@@ -1413,21 +1444,35 @@ mod tests {
 
     #[test]
     fn histogram_shows_only_non_empty_buckets() -> Result {
-        let h = Histogram::new();
-        h.record(700);
-        h.record(1000);
-        h.record(5000);
-        let text = show(|f| fmt::Display::fmt(&h, f))?;
+        let stats = KBox::new(Stats::new(), GFP_KERNEL)?;
+        stats.record_latency(700);
+        stats.record_latency(1000);
+        stats.record_latency(5000);
+        let text = show(|f| stats.write_latency(f))?;
         assert_eq!(text.to_bytes(), b"# le_ns count\n1024 2\n8192 1\n");
+        assert_eq!(stats.get(Counter::HandlerNs), 6700);
+        Ok(())
+    }
+
+    #[test]
+    fn sharded_counters_sum_exactly() -> Result {
+        let stats = KBox::new(Stats::new(), GFP_KERNEL)?;
+        // Taken away on another shard than it was added on: the sum still balances.
+        stats.shards[3].counters[Counter::Instances as usize].add(2, Relaxed);
+        stats.shards[5].counters[Counter::Instances as usize].add(1u64.wrapping_neg(), Relaxed);
+        stats.sub(Counter::Instances, 1);
+        assert_eq!(stats.get(Counter::Instances), 0);
+        stats.add(Counter::Faults, 7);
+        assert_eq!(stats.get(Counter::Faults), 7);
         Ok(())
     }
 
     #[test]
     fn stats_print_name_value_lines() -> Result {
-        let stats = Stats::new();
-        stats.faults.add(3, Relaxed);
-        stats.write_faults.add(2, Relaxed);
-        stats.read_faults.add(1, Relaxed);
+        let stats = KBox::new(Stats::new(), GFP_KERNEL)?;
+        stats.add(Counter::Faults, 3);
+        stats.add(Counter::WriteFaults, 2);
+        stats.add(Counter::ReadFaults, 1);
         let budget = FrameBudget::new(9);
         budget.reserve(1).expect("frame").commit();
         let text = show(|f| stats.write(f, &budget, &Limits::DEFAULT))?;
