@@ -17,6 +17,9 @@ pfdemo-e2e || rc=1
 echo "RPD-STEP: tour"
 pfdemo tour --check >/tmp/tour.out 2>&1 || rc=1
 cat /tmp/tour.out
+echo "RPD-TOUR-JSON-BEGIN"
+pfdemo tour --check --json || rc=1
+echo "RPD-TOUR-JSON-END"
 for params in "prefault=16" "huge=1"; do
 	echo "RPD-STEP: end-to-end tests with $params"
 	rmmod rust_pagefault_demo && insmod $module $params || { echo "RPD-FAIL: reload"; rc=1; }

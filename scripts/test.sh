@@ -89,6 +89,15 @@ for f in $flavours; do
 	pass "[$f] in-VM tests" "$e_ok"
 	[ "$e_bad" -eq 0 ] || fail "[$f] in-VM test failures: $(grep -E '^not ok [0-9]+ - ' <<<"$clean" | tr '\n' ';')" "$e_bad"
 	if grep -qE '^tour: all [0-9]+ checks passed' <<<"$clean"; then pass "[$f] tour"; else fail "[$f] tour checks"; fi
+	awk '/^RPD-TOUR-JSON-END/{on=0} on {print} /^RPD-TOUR-JSON-BEGIN/{on=1}' <<<"$clean" >"$RPD_LOGS/tour-$f.json"
+	check "[$f] tour --json: every step present and ok" "$RPD_TOP/scripts/in-root.sh" python3 -c '
+import json, sys
+steps = json.load(sys.stdin)
+sides = {s["side"] for s in steps}
+assert sides == {"device", "anon", "both"}, sides
+assert all(s["ok"] for s in steps), [s for s in steps if not s["ok"]]
+assert {s["step"] for s in steps if s["side"] == "device"} == set(range(1, 9))
+' <"$RPD_LOGS/tour-$f.json"
 
 	# Kernel reports: any of these in the guest log is a failure.
 	splats=$(grep -E 'BUG:|WARNING:|KASAN|UBSAN|Oops|Kernel panic|panicked at|RIP:|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|unreferenced object|kmemleak: [0-9]+ new suspected|sleeping function called from invalid context|Bad page' <<<"$clean" || true)

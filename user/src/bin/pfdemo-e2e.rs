@@ -579,7 +579,11 @@ fn mremap_growth_and_mprotect_exec_refused() -> Check {
             libc::MREMAP_MAYMOVE,
         )
     };
-    ensure!(r == libc::MAP_FAILED, "mremap growth succeeded");
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    ensure!(
+        r == libc::MAP_FAILED && errno == Some(libc::EFAULT),
+        "mremap growth: {r:?}, errno {errno:?} (expected EFAULT, as for VM_DONTEXPAND)"
+    );
     // SAFETY: changing the protection of our own mapping.
     let r = unsafe {
         libc::mprotect(
@@ -588,7 +592,11 @@ fn mremap_growth_and_mprotect_exec_refused() -> Check {
             libc::PROT_READ | libc::PROT_EXEC,
         )
     };
-    ensure!(r != 0, "mprotect(PROT_EXEC) succeeded");
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    ensure!(
+        r != 0 && errno == Some(libc::EACCES),
+        "mprotect(PROT_EXEC): {r}, errno {errno:?} (expected EACCES)"
+    );
     // Shrinking is fine.
     // SAFETY: as above; shrinking in place.
     let r = unsafe { libc::mremap(map.as_ptr().cast(), map.len(), 2 * page_size(), 0) };
