@@ -36,7 +36,9 @@ qemu=(qemu-system-x86_64 -M pc "${accel[@]}" -smp "$cpus" -m "$mem" -nodefaults 
 	-kernel "$kernel" -initrd "$initrd")
 
 if [ "$mode" = shell ]; then
-	exec "$RPD_TOP/scripts/in-root.sh" "${qemu[@]}" -nographic -append "$append quiet"
+	# -nodefaults leaves no serial port: give the guest one, multiplexed with the monitor
+	# (Ctrl-A X quits, Ctrl-A C switches to the monitor).
+	exec "$RPD_TOP/scripts/in-root.sh" "${qemu[@]}" -display none -serial mon:stdio -append "$append quiet"
 fi
 
 mkdir -p "$(dirname "$log")"

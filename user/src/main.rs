@@ -79,6 +79,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like any filter, end quietly when the reader goes away (`pfdemo frames | head`) instead
+    // of panicking on the broken pipe.
+    // SAFETY: restoring a signal's default disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     // The benchmark loads the module itself, with each mode's parameters.
     if !matches!(cli.command, Command::Bench(_)) {

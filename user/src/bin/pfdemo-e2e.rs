@@ -995,6 +995,22 @@ fn tools_explain_what_is_missing() -> Check {
         status == Ok(0),
         "as nobody: {status:?} (21: message, 22: exit status)"
     );
+    // A reader that goes away early (`| head`) ends pfdemo quietly, without a panic. 4096
+    // frames make `frames` print far more than a pipe holds, so the write must hit EPIPE.
+    let dev = io("open", Device::open())?;
+    let map = io("mmap", dev.map(4096, 0, true))?;
+    (0..4096).for_each(|p| map.write(p, 0, 1));
+    let script = "/bin/pfdemo frames 2>/tmp/pipe.err | head -n 1 >/dev/null; cat /tmp/pipe.err";
+    let piped = io(
+        "pfdemo frames | head",
+        Command::new("sh").args(["-c", script]).output(),
+    )?;
+    drop((map, dev));
+    let said = String::from_utf8_lossy(&piped.stdout);
+    ensure!(
+        !said.contains("panicked"),
+        "pfdemo panicked on a closed pipe: {said}"
+    );
     // No module: the device is missing.
     ensure!(run("rmmod", &["rust_pagefault_demo"])?, "rmmod failed");
     let out = Command::new("/bin/pfdemo").arg("stats").output();
