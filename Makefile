@@ -5,7 +5,8 @@
 #
 #   make KDIR=/path/to/rust-enabled/tree   build against any configured tree
 #   make                                   build against the project's VM kernel
-#   make run | test | bench                the demo, all tests, the benchmark
+#   make run | test | test-debug | bench   the demo, the tests (default / debug kernel),
+#                                          the benchmark
 #
 # Without KDIR the build runs inside the project's build root (see scripts/),
 # because a Rust module must be built by the same rustc as its kernel.
@@ -13,7 +14,7 @@
 KDIR ?=
 LLVM ?= 1
 FLAVOUR ?= default
-export FLAVOUR CLIPPY
+export FLAVOUR CLIPPY TEST_FLAVOURS
 
 ifneq ($(KDIR),)
 KBUILD = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM)
@@ -56,7 +57,9 @@ run:
 	scripts/run.sh
 test:
 	scripts/test.sh
+test-debug:
+	TEST_FLAVOURS=debug scripts/test.sh
 bench:
 	scripts/bench.sh
 
-.PHONY: default modules modules_install clean rust-analyzer fmtcheck fmt buildroot kernel run test bench
+.PHONY: default modules modules_install clean rust-analyzer fmtcheck fmt buildroot kernel run test test-debug bench

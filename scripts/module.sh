@@ -2,8 +2,9 @@
 # module.sh TARGET: run the module's kbuild TARGET (modules, clean, modules_install,
 # rust-analyzer) against the project's kernel of $FLAVOUR, inside the build root.
 # The default flavour builds in place, so rust_pagefault_demo.ko lands at the repository
-# root. Other flavours build a copy of the sources in the cache (/build/module-FLAVOUR), so
-# the flavours never mix objects (kbuild's MO= would need a clean source tree).
+# root. Other flavours, and clippy builds, build a copy of the sources in the cache
+# (/build/module-FLAVOUR[-clippy]), so they never mix objects (kbuild's MO= would need a
+# clean source tree).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 target=${1:-modules}
@@ -12,10 +13,11 @@ target=${1:-modules}
 kb=$(kbuild_in "$FLAVOUR")
 extra=
 [ -n "${CLIPPY:-}" ] && extra="CLIPPY=$CLIPPY"
-if [ "$FLAVOUR" = default ]; then
+if [ "$FLAVOUR" = default ] && [ -z "$extra" ]; then
 	dir=$RPD_SRC_IN
 else
-	dir=/build/module-$FLAVOUR
+	# A clippy build also gets a copy of its own, so it never invalidates the plain build.
+	dir=/build/module-$FLAVOUR${extra:+-clippy}
 	mkdir -p "$RPD_ROOT$dir"
 	for f in Kbuild Makefile rust_pagefault_demo.rs; do
 		cmp -s "$RPD_TOP/$f" "$RPD_ROOT$dir/$f" || cp "$RPD_TOP/$f" "$RPD_ROOT$dir/$f"
