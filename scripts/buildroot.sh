@@ -18,8 +18,15 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_want" ]; then
 	exit 0
 fi
 
-command -v debootstrap >/dev/null ||
-	die "debootstrap is not installed" "Install it with: apt-get install debootstrap"
+if ! command -v debootstrap >/dev/null; then
+	# A fresh Debian/Ubuntu host: debootstrap is the one host package the build needs.
+	command -v apt-get >/dev/null ||
+		die "debootstrap is not installed and this host has no apt-get" \
+			"Install debootstrap with your package manager, then run the command again."
+	say "host: installing debootstrap (the only host package needed)"
+	run_logged host-debootstrap sh -c \
+		"apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap"
+fi
 mirror=$(debian_mirror)
 new=$RPD_ROOT.new
 mkdir -p "$RPD_CACHE"
