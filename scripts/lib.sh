@@ -8,16 +8,24 @@
 RPD_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RPD_CACHE=${RPD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rust-pagefault-demo}
 RPD_ROOT=${RPD_ROOT:-$RPD_CACHE/root}           # the Debian build root (a chroot)
-RPD_LOGS=$RPD_CACHE/logs            # logs of every long step, kept on failure
+# RPD_TAG gives a second checkout that shares the cache (a scratch clone, an experiment) a
+# set of its own logs, cargo target, module copies and initramfs, so two runs side by side
+# never overwrite each other's guest; unset, all checkouts share one set.
+RPD_TAG=${RPD_TAG:-}
+RPD_LOGS=$RPD_CACHE/logs${RPD_TAG:+-$RPD_TAG}   # logs of every long step, kept on failure
 KERNEL_SERIES=${KERNEL_SERIES:-7.3}
 DEBIAN_SUITE=${DEBIAN_SUITE:-trixie}
 FLAVOUR=${FLAVOUR:-default}         # kernel flavour: default or debug
-export RPD_TOP RPD_CACHE RPD_ROOT RPD_LOGS KERNEL_SERIES DEBIAN_SUITE FLAVOUR
+export RPD_TOP RPD_CACHE RPD_ROOT RPD_TAG RPD_LOGS KERNEL_SERIES DEBIAN_SUITE FLAVOUR
 
 # Paths inside the build root.
 RPD_SRC_IN=/src                     # the repository, bind-mounted
 RPD_KSRC_IN=/build/linux            # unpacked kernel source
 kbuild_in() { echo "/build/kbuild-$1"; }   # kernel object tree of a flavour
+# What a checkout builds for the guest (per RPD_TAG, see above).
+RPD_USER_TARGET_IN=/build/user-target${RPD_TAG:+-$RPD_TAG}
+module_dir_in() { echo "/build/module${RPD_TAG:+-$RPD_TAG}-$1"; }   # module copy of a flavour
+initramfs_in() { echo "/build/initramfs${RPD_TAG:+-$RPD_TAG}-$1"; } # guest of a flavour (+.cpio)
 
 _rpd_t0=${_rpd_t0:-$(date +%s)}
 export _rpd_t0

@@ -17,7 +17,7 @@ if [ "$FLAVOUR" = default ] && [ -z "$extra" ]; then
 	dir=$RPD_SRC_IN
 else
 	# A clippy build also gets a copy of its own, so it never invalidates the plain build.
-	dir=/build/module-$FLAVOUR${extra:+-clippy}
+	dir=$(module_dir_in "$FLAVOUR")${extra:+-clippy}
 	mkdir -p "$RPD_ROOT$dir"
 	for f in Kbuild Makefile rust_pagefault_demo.rs; do
 		cmp -s "$RPD_TOP/$f" "$RPD_ROOT$dir/$f" || cp "$RPD_TOP/$f" "$RPD_ROOT$dir/$f"

@@ -41,9 +41,9 @@ else
 	pass "make CLIPPY=1 is clean"
 fi
 check "cargo clippy on the user programs is clean" "$RPD_TOP/scripts/in-root.sh" sh -c \
-	"cd $RPD_SRC_IN/user && cargo clippy --release --locked --target-dir /build/user-target --all-targets -- -D warnings"
+	"cd $RPD_SRC_IN/user && cargo clippy --release --locked --target-dir $RPD_USER_TARGET_IN --all-targets -- -D warnings"
 out=$("$RPD_TOP/scripts/in-root.sh" sh -c \
-	"cd $RPD_SRC_IN/user && cargo test --release --locked --target-dir /build/user-target 2>&1") || true
+	"cd $RPD_SRC_IN/user && cargo test --release --locked --target-dir $RPD_USER_TARGET_IN 2>&1") || true
 echo "$out" | grep -E '^test |test result' >&2 || true
 n_ok=$(echo "$out" | sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' | awk '{s+=$1} END {print s+0}')
 n_bad=$(echo "$out" | sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' | awk '{s+=$1} END {print s+0}')
