@@ -47,9 +47,40 @@ impl Stats {
         Ok(Self(map))
     }
 
+    /// The counters the device contract promises (README, "debugfs"): a `stats` file
+    /// without one of them is not the module the tools were written for.
+    pub const REQUIRED: [&'static str; 9] = [
+        "faults",
+        "read_faults",
+        "write_faults",
+        "frames_allocated",
+        "frames_freed",
+        "frames_live",
+        "sigbus",
+        "oom",
+        "instances",
+    ];
+
     /// The counter `name`, or 0 when the module does not print it.
     pub fn get(&self, name: &str) -> u64 {
         self.0.get(name).copied().unwrap_or(0)
+    }
+
+    /// The counter `name`, or an error naming it when the module does not print it.
+    pub fn value(&self, name: &str) -> Result<u64, ParseError> {
+        self.0
+            .get(name)
+            .copied()
+            .ok_or_else(|| ParseError(format!("stats: no {name} line")))
+    }
+
+    /// The names of `names` that this file lacks.
+    pub fn missing<'a>(&self, names: &[&'a str]) -> Vec<&'a str> {
+        names
+            .iter()
+            .copied()
+            .filter(|n| !self.0.contains_key(*n))
+            .collect()
     }
 
     /// `self - before`, counter by counter (saturating: gauges may go down).
@@ -66,11 +97,18 @@ pub struct FrameRow {
     pub pfn: u64,
 }
 
-/// The `frames` file: a `#` header, then `instance pgoff pfn [more columns]` per line.
+/// The `frames` file: a `#` header, then `instance pgoff pfn [more columns]` per line. The
+/// header is required: without it the text is not (all of) the module's file.
 pub fn parse_frames(text: &str) -> Result<Vec<FrameRow>, ParseError> {
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(header) if header.starts_with('#') => {}
+        Some(line) => return Err(bad("frames (no # header)", line)),
+        None => return Err(ParseError("frames: empty, no # header".into())),
+    }
     let mut rows = Vec::new();
-    for line in text.lines() {
-        if line.starts_with('#') || line.trim().is_empty() {
+    for line in lines {
+        if line.trim().is_empty() {
             continue;
         }
         let mut cols = line.split_whitespace().map(number);
@@ -107,6 +145,8 @@ pub fn parse_latency(text: &str) -> Result<Vec<(u64, u64)>, ParseError> {
 pub struct FdInfo {
     pub instance: u64,
     pub frames: u64,
+    /// The instance's size in pages (`max_pages` at open).
+    pub size_pages: u64,
 }
 
 pub fn parse_fdinfo(text: &str) -> Result<FdInfo, ParseError> {
@@ -121,6 +161,7 @@ pub fn parse_fdinfo(text: &str) -> Result<FdInfo, ParseError> {
     Ok(FdInfo {
         instance: field("instance")?,
         frames: field("frames")?,
+        size_pages: field("size_pages")?,
     })
 }
 
@@ -186,6 +227,90 @@ pub fn parse_stat_faults(text: &str) -> Result<(u64, u64), ParseError> {
     Ok((get(10)?, get(12)?))
 }
 
+/// The `frames` file indexed by PFN: which instance and page offset each frame belongs to.
+#[derive(Debug, Clone, Default)]
+pub struct FrameIndex(BTreeMap<u64, (u64, u64)>);
+
+impl FrameIndex {
+    pub fn new(rows: &[FrameRow]) -> Self {
+        Self(
+            rows.iter()
+                .map(|r| (r.pfn, (r.instance, r.pgoff)))
+                .collect(),
+        )
+    }
+
+    /// The (instance, pgoff) that owns frame `pfn`.
+    pub fn owner(&self, pfn: u64) -> Option<(u64, u64)> {
+        self.0.get(&pfn).copied()
+    }
+}
+
+/// What [`check_mapping`] found for one mapping of the device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MappingCheck {
+    /// The instance the mapping's pages belong to (from its first page found in `frames`).
+    pub instance: Option<u64>,
+    /// Present pages checked against `frames` (mismatches included).
+    pub checked: usize,
+    /// Pages that are private copies (MAP_PRIVATE writes): anonymous memory, not ours.
+    pub private_copies: usize,
+    /// One line per page that disagrees.
+    pub mismatches: Vec<String>,
+}
+
+/// Checks the present pages of one device mapping, `(pgoff, pfn)` each as pagemap shows them,
+/// against `frames`. Every page must be the frame that `frames` lists at that page offset, and
+/// all of them must belong to the same instance (one mapping maps one open file). A PFN that
+/// `frames` does not list is accepted only when `is_anon` says it is anonymous memory: the copy
+/// a write to a MAP_PRIVATE mapping makes.
+pub fn check_mapping(
+    frames: &FrameIndex,
+    pages: impl IntoIterator<Item = (u64, u64)>,
+    mut is_anon: impl FnMut(u64) -> bool,
+) -> MappingCheck {
+    let mut c = MappingCheck::default();
+    for (pgoff, pfn) in pages {
+        match frames.owner(pfn) {
+            None if is_anon(pfn) => c.private_copies += 1,
+            None => {
+                c.checked += 1;
+                c.mismatches
+                    .push(format!("pgoff {pgoff}: pfn {pfn:#x} is not in frames"));
+            }
+            Some((instance, at)) => {
+                c.checked += 1;
+                let mine = *c.instance.get_or_insert(instance);
+                if at != pgoff {
+                    c.mismatches.push(format!(
+                        "pgoff {pgoff}: pfn {pfn:#x} is instance {instance}'s frame for pgoff {at}"
+                    ));
+                } else if instance != mine {
+                    c.mismatches.push(format!(
+                        "pgoff {pgoff}: pfn {pfn:#x} belongs to instance {instance}, the mapping to instance {mine}"
+                    ));
+                }
+            }
+        }
+    }
+    c
+}
+
+/// Kernel pointers in `text`: hexadecimal words (with or without `0x`, at most 16 digits) at or
+/// above the start of the x86-64 kernel half, `0xffff800000000000`. No output of the module may
+/// carry one (hashed `%p` values and PFNs are far below).
+pub fn kernel_pointers(text: &str) -> Vec<u64> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|w| {
+            let digits = w.strip_prefix("0x").unwrap_or(w);
+            (digits.len() <= 16)
+                .then(|| u64::from_str_radix(digits, 16).ok())
+                .flatten()
+        })
+        .filter(|&v| v >= 0xffff_8000_0000_0000)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +323,17 @@ mod tests {
         assert_eq!(b.delta(&a, "faults"), 7);
         assert_eq!(b.delta(&a, "frames_live"), -1);
         assert_eq!(b.get("missing"), 0);
+        assert_eq!(b.value("faults"), Ok(10));
+        assert!(b.value("missing").is_err());
+        assert_eq!(
+            b.missing(&["faults", "oom", "sigbus"]),
+            vec!["oom", "sigbus"]
+        );
+        let all = Stats::REQUIRED.map(|n| format!("{n} 0")).join("\n");
+        assert!(Stats::parse(&all)
+            .unwrap()
+            .missing(&Stats::REQUIRED)
+            .is_empty());
     }
 
     #[test]
@@ -234,9 +370,75 @@ mod tests {
 
     #[test]
     fn frames_malformed() {
-        assert!(parse_frames("1 2\n").is_err());
-        assert!(parse_frames("1 2 zz\n").is_err());
-        assert!(parse_frames("a 2 0x3\n").is_err());
+        assert!(parse_frames("#\n1 2\n").is_err());
+        assert!(parse_frames("#\n1 2 zz\n").is_err());
+        assert!(parse_frames("#\na 2 0x3\n").is_err());
+    }
+
+    #[test]
+    fn frames_need_the_header() {
+        // Rows alone (a truncated read, another file) are refused, as is an empty text.
+        assert!(parse_frames("1 0 0x1a2b 0x1a2b000\n").is_err());
+        assert!(parse_frames("").is_err());
+        assert!(parse_frames("\n# instance pgoff pfn phys\n").is_err());
+        assert_eq!(parse_frames("# instance pgoff pfn phys\n").unwrap(), vec![]);
+    }
+
+    fn two_instances() -> FrameIndex {
+        let row = |instance, pgoff, pfn| FrameRow {
+            instance,
+            pgoff,
+            pfn,
+        };
+        FrameIndex::new(&[
+            row(1, 0, 0x100),
+            row(1, 1, 0x101),
+            row(1, 2, 0x102),
+            row(2, 0, 0x200),
+            row(2, 1, 0x201),
+        ])
+    }
+
+    #[test]
+    fn verify_accepts_one_instance_and_private_copies() {
+        let frames = two_instances();
+        let c = check_mapping(&frames, [(0, 0x100), (1, 0x101), (2, 0x102)], |_| false);
+        assert_eq!((c.instance, c.checked, c.mismatches.len()), (Some(1), 3, 0));
+        // pgoff 1 is a private copy (anonymous): skipped, not a mismatch.
+        let c = check_mapping(&frames, [(0, 0x200), (1, 0x999)], |pfn| pfn == 0x999);
+        assert_eq!((c.instance, c.checked, c.private_copies), (Some(2), 1, 1));
+        assert!(c.mismatches.is_empty());
+    }
+
+    #[test]
+    fn verify_finds_mismatches() {
+        let frames = two_instances();
+        // Instance 2's frame for pgoff 1 inside a mapping of instance 1: right pgoff, wrong
+        // instance (matching by page offset alone would accept it).
+        let c = check_mapping(&frames, [(0, 0x100), (1, 0x201)], |_| false);
+        assert_eq!(c.checked, 2);
+        assert_eq!(c.mismatches.len(), 1, "{:?}", c.mismatches);
+        assert!(c.mismatches[0].contains("instance 2"));
+        // A frame at the wrong page offset.
+        let c = check_mapping(&frames, [(2, 0x101)], |_| false);
+        assert_eq!(c.mismatches.len(), 1);
+        // A PFN nobody owns that is not anonymous memory either.
+        let c = check_mapping(&frames, [(0, 0x5000)], |_| false);
+        assert_eq!((c.checked, c.mismatches.len()), (1, 1));
+    }
+
+    #[test]
+    fn kernel_pointer_scan() {
+        assert_eq!(
+            kernel_pointers("x 0xffff888003a4b000 ffffffffc0001234 y"),
+            vec![0xffff_8880_03a4_b000, 0xffff_ffff_c000_1234]
+        );
+        // PFNs, physical addresses, hashed pointers, counters and long digit runs are not.
+        assert!(kernel_pointers(
+            "1 0 0x1a2b 0x1a2b000\nptr 00000000deadbeef\nfaults 18446744073709551615\n"
+        )
+        .is_empty());
+        assert!(kernel_pointers("0xffff7fffffffffff").is_empty());
     }
 
     #[test]
@@ -251,16 +453,18 @@ mod tests {
 
     #[test]
     fn fdinfo_fields() {
-        let text = "pos:\t0\nflags:\t02\nmnt_id:\t5\nino:\t3\ninstance:\t42\nframes:\t7\n";
+        let text = "pos:\t0\nflags:\t02\nmnt_id:\t5\nino:\t3\ninstance:\t42\nframes:\t7\nsize_pages:\t65536\n";
         assert_eq!(
             parse_fdinfo(text).unwrap(),
             FdInfo {
                 instance: 42,
-                frames: 7
+                frames: 7,
+                size_pages: 65536
             }
         );
         assert!(parse_fdinfo("pos:\t0\n").is_err());
-        assert!(parse_fdinfo("instance:\tx\nframes:\t1\n").is_err());
+        assert!(parse_fdinfo("instance:\tx\nframes:\t1\nsize_pages:\t1\n").is_err());
+        assert!(parse_fdinfo("instance:\t1\nframes:\t1\n").is_err());
     }
 
     #[test]

@@ -287,3 +287,90 @@ impl Pagemap {
         Ok(PagemapEntry::from_raw(u64::from_le_bytes(raw)))
     }
 }
+
+/// `/proc/self/stat`, sampled into a caller's buffer: a sample allocates nothing, so two
+/// samples taken right around one access count the faults of that access alone.
+pub struct StatSampler {
+    file: File,
+}
+
+impl StatSampler {
+    pub fn open() -> io::Result<Self> {
+        Ok(Self {
+            file: File::open("/proc/self/stat")?,
+        })
+    }
+
+    /// Reads the file into `buf` (which the caller has already written, so the kernel's copy
+    /// into it cannot fault) and returns its length.
+    pub fn sample(&self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, 0)?;
+        if n == buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "/proc/self/stat does not fit the sample buffer",
+            ));
+        }
+        Ok(n)
+    }
+
+    /// The minor and major fault counts in a sample.
+    pub fn faults(sample: &[u8]) -> io::Result<(u64, u64)> {
+        let text = std::str::from_utf8(sample)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        parse::parse_stat_faults(text).map_err(invalid)
+    }
+}
+
+/// The kernel log, record by record, through `/dev/kmsg`.
+pub struct Kmsg {
+    file: File,
+}
+
+impl Kmsg {
+    fn open() -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        Ok(Self {
+            file: OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open("/dev/kmsg")?,
+        })
+    }
+
+    /// The records logged from now on.
+    pub fn from_now() -> io::Result<Self> {
+        let mut k = Self::open()?;
+        k.file.seek(SeekFrom::End(0))?;
+        Ok(k)
+    }
+
+    /// Every record still in the kernel's buffer, then the new ones.
+    pub fn from_start() -> io::Result<Self> {
+        Self::open()
+    }
+
+    /// The messages of the records logged since the last read (without their
+    /// `level,seq,time,flags;` prefix).
+    pub fn read_new(&mut self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let record = String::from_utf8_lossy(&buf[..n]);
+                    let first = record.lines().next().unwrap_or("");
+                    let message = first.split_once(';').map_or(first, |(_, m)| m);
+                    out.push(message.to_string());
+                }
+                // The record was overwritten before we read it: go on with the next.
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+}
