@@ -2,8 +2,8 @@
 //! at what rust_pagefault_demo did.
 
 use clap::{Parser, Subcommand};
-use pfdemo::parse::{FrameRow, Stats};
-use pfdemo::sys::{self, page_size, Device, Mapping, Pagemap};
+use pfdemo::parse::{check_mapping, FrameIndex, FrameRow, PagemapEntry, Stats};
+use pfdemo::sys::{self, page_size, Device, Mapping, Pagemap, StatSampler};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -188,11 +188,53 @@ impl Tour {
         });
     }
 
+    /// Step 4, on either side: pagemap, read right before the store, had no entry for the page.
+    fn no_entry_before(&mut self, side: &'static str, entry: &PagemapEntry) {
+        self.step(
+            side,
+            4,
+            "the page table has no entry for it",
+            !entry.present,
+            format!(
+                "pagemap right before the store: {}",
+                if entry.present {
+                    "present"
+                } else {
+                    "not present"
+                }
+            ),
+        );
+    }
+
     fn say(&self, text: &str) {
         if !self.json {
             println!("{text}");
         }
     }
+}
+
+/// A sample of the minor-fault counter taken right before an access and one right after it,
+/// with nothing in between that could fault (no allocation, buffers already written).
+fn minflt_around(sampler: &StatSampler, access: impl FnOnce()) -> Res<(u64, u64)> {
+    let (mut b0, mut b1) = ([0u8; 1024], [0u8; 1024]);
+    let n0 = io("stat", sampler.sample(&mut b0))?;
+    access();
+    let n1 = io("stat", sampler.sample(&mut b1))?;
+    let (before, _) = io("stat", StatSampler::faults(&b0[..n0]))?;
+    let (after, _) = io("stat", StatSampler::faults(&b1[..n1]))?;
+    Ok((before, after))
+}
+
+fn stat_of(s: &Stats, name: &str) -> Res<u64> {
+    s.value(name).map_err(|e| e.to_string())
+}
+
+fn delta_of(after: &Stats, before: &Stats, name: &str) -> Res<i64> {
+    Ok(stat_of(after, name)? as i64 - stat_of(before, name)? as i64)
+}
+
+fn pfn_text(pfn: Option<u64>) -> String {
+    pfn.map_or("?".into(), |p| format!("{p:#x}"))
 }
 
 fn tour(pages: usize, check: bool, json: bool) -> Res {
@@ -201,32 +243,62 @@ fn tour(pages: usize, check: bool, json: bool) -> Res {
         json,
     };
     let mut pm = io("open pagemap", Pagemap::open())?;
+    let sampler = io("open /proc/self/stat", StatSampler::open())?;
     let dev = io("open device", Device::open())?;
     let instance = io("fdinfo", dev.fdinfo())?.instance;
+    let settings = io("stats", sys::read_stats())?;
+    // One fault maps `prefault` pages: touch every prefault-th page, so every touch is a first
+    // touch. With huge frames, the first touch of a 2 MiB frame allocates all its 512 pages.
+    let k = settings.get("prefault").max(1) as usize;
+    let unit = if settings.get("huge") == 1 { 512 } else { 1 };
+    let mine = |rows: Vec<FrameRow>, pgoff: usize| {
+        rows.into_iter()
+            .find(|r| r.instance == instance && r.pgoff == pgoff as u64)
+    };
 
     t.say("The device: our Rust fault handler does the work.\n");
     let before = io("stats", sys::read_stats())?;
-    let map = io("mmap", dev.map(pages, 0, true))?;
-    let absent = (0..pages).all(|i| pm.entry(map.addr(i)).map(|e| !e.present).unwrap_or(false));
+    let map = io("mmap", dev.map(pages * k, 0, true))?;
+    let absent = (0..map.pages()).all(|i| pm.entry(map.addr(i)).is_ok_and(|e| !e.present));
     let after = io("stats", sys::read_stats())?;
-    let allocated = after.delta(&before, "frames_allocated");
+    let allocated = delta_of(&after, &before, "frames_allocated")?;
+    let rows = io("frames", sys::read_frames())?
+        .iter()
+        .filter(|r| r.instance == instance)
+        .count();
     t.step(
         "device",
         1,
         "mmap returns a virtual address; nothing is behind it yet",
-        absent && allocated == 0,
+        absent && allocated == 0 && rows == 0,
         format!(
-            "va {:#x}, {pages} pages; pagemap: not present; frames allocated: {allocated}; map {}",
+            "va {:#x}, {} pages; pagemap: not present; frames allocated: {allocated}, frames rows of instance {instance}: {rows}; map {}",
             map.addr(0),
+            map.pages(),
             picture(&mut pm, &map, None)?
         ),
     );
 
-    for i in 0..pages {
+    let (mut dev_minflt, mut dev_handled) = (0, 0);
+    for n in 0..pages {
+        let i = n * k;
         let va = map.addr(i);
-        let (minflt0, _) = io("stat", sys::self_faults())?;
-        let s0 = io("stats", sys::read_stats())?;
         let value = 0x5eed_0000 + i as u64;
+        let row_before = mine(io("frames", sys::read_frames())?, i);
+        let s0 = io("stats", sys::read_stats())?;
+        let entry0 = io("pagemap", pm.entry(va))?;
+        let (minflt0, minflt1) = minflt_around(&sampler, || map.write(i, 0, value))?;
+        let s1 = io("stats", sys::read_stats())?;
+        let row = mine(io("frames", sys::read_frames())?, i);
+        let entry = io("pagemap", pm.entry(va))?;
+        let faults = delta_of(&s1, &s0, "faults")?;
+        let write_faults = delta_of(&s1, &s0, "write_faults")?;
+        let allocated = delta_of(&s1, &s0, "frames_allocated")?;
+        // A frame is new when no earlier touch fell in it (2 MiB frames hold several touches).
+        let new_frame = (0..n).all(|m| m * k / unit != i / unit);
+        let want_allocated = if new_frame { unit as i64 } else { 0 };
+        dev_minflt += minflt1 - minflt0;
+        dev_handled += faults;
         t.say(&format!(
             "\n  touching page {i} (va {va:#x}): *va = {value:#x}"
         ));
@@ -234,39 +306,27 @@ fn tour(pages: usize, check: bool, json: bool) -> Res {
             "device",
             2,
             "the program writes to the address",
-            true,
-            format!("store to {va:#x}"),
+            row_before.is_none(),
+            format!(
+                "store to {va:#x}; before it, frames had no row for instance {instance} pgoff {i}"
+            ),
         );
-        map.write(i, 0, value);
-        let s1 = io("stats", sys::read_stats())?;
-        let (minflt1, _) = io("stat", sys::self_faults())?;
-        let faults = s1.delta(&s0, "faults");
-        let allocated = s1.delta(&s0, "frames_allocated");
-        let frames = io("frames", sys::read_frames())?;
-        let row = frames
-            .iter()
-            .find(|r| r.instance == instance && r.pgoff == i as u64);
-        let entry = io("pagemap", pm.entry(va))?;
         t.step(
             "device",
             3,
             "the MMU tries to translate the address",
-            true,
-            format!("page {} of the range, page offset {i} in the file", i),
+            write_faults == 1 && delta_of(&s1, &s0, "read_faults")? == 0,
+            format!(
+                "page {i} of the range, page offset {i} in the file; the failed translation reached the module as a write fault (write_faults +{write_faults})"
+            ),
         );
-        t.step(
-            "device",
-            4,
-            "the page table has no entry for it",
-            true,
-            "pagemap showed it not present before the store".into(),
-        );
+        t.no_entry_before("device", &entry0);
         t.step(
             "device",
             5,
             "the CPU raises a page fault",
-            minflt1 > minflt0,
-            format!("this process's minor faults: {minflt0} -> {minflt1}"),
+            minflt1 - minflt0 == 1,
+            format!("this process's minor faults, right around the store: {minflt0} -> {minflt1}"),
         );
         t.step(
             "device",
@@ -275,30 +335,35 @@ fn tour(pages: usize, check: bool, json: bool) -> Res {
             faults == 1,
             format!("module faults counter +{faults}"),
         );
+        let rest_zero = (8..page_size()).step_by(8).all(|o| map.read(i, o) == 0);
         t.step(
             "device",
             7,
             "the handler allocates a zeroed frame and fills the page-table entry",
-            allocated == 1 && row.is_some(),
+            allocated == want_allocated && row.is_some() && rest_zero,
             match row {
                 Some(r) => format!(
-                    "frames +{allocated}: instance {instance} pgoff {i} -> pfn {:#x}",
+                    "frames allocated +{allocated}: instance {instance} pgoff {i} -> pfn {:#x}; the rest of the page reads zero: {rest_zero}",
                     r.pfn
                 ),
-                None => format!("frames +{allocated}, but no frames row for pgoff {i}"),
+                None => format!("frames allocated +{allocated}, but no frames row for pgoff {i}"),
             },
         );
-        let same = row.map(|r| Some(r.pfn) == entry.pfn).unwrap_or(false);
         let readback = map.read(i, 0);
         t.step(
             "device",
             8,
             "the store runs again and succeeds",
-            same && readback == value,
+            entry.present && row.is_some_and(|r| Some(r.pfn) == entry.pfn) && readback == value,
             format!(
-                "pagemap: present, pfn {} (frames says {}); reads back {readback:#x}; map {}",
-                entry.pfn.map(|p| format!("{p:#x}")).unwrap_or("?".into()),
-                row.map(|r| format!("{:#x}", r.pfn)).unwrap_or("?".into()),
+                "pagemap: {}, pfn {} (frames says {}); reads back {readback:#x}; map {}",
+                if entry.present {
+                    "present"
+                } else {
+                    "not present"
+                },
+                pfn_text(entry.pfn),
+                pfn_text(row.map(|r| r.pfn)),
                 picture(&mut pm, &map, Some(i))?
             ),
         );
@@ -315,8 +380,9 @@ fn tour(pages: usize, check: bool, json: bool) -> Res {
             libc::MAP_PRIVATE,
         ),
     )?;
+    // One 4 KiB page per fault, as on the device (no transparent huge pages).
     let _ = anon.madvise(libc::MADV_NOHUGEPAGE);
-    let absent = (0..pages).all(|i| pm.entry(anon.addr(i)).map(|e| !e.present).unwrap_or(false));
+    let absent = (0..pages).all(|i| pm.entry(anon.addr(i)).is_ok_and(|e| !e.present));
     t.step(
         "anon",
         1,
@@ -328,36 +394,46 @@ fn tour(pages: usize, check: bool, json: bool) -> Res {
             picture(&mut pm, &anon, None)?
         ),
     );
-    let mut anon_faults = 0;
+    let (mut anon_minflt, mut anon_handled) = (0, 0);
     for i in 0..pages {
-        let (minflt0, _) = io("stat", sys::self_faults())?;
+        let value = 0xa0_0000 + i as u64;
         let s0 = io("stats", sys::read_stats())?;
-        anon.write(i, 0, 0xa0_0000 + i as u64);
-        let (minflt1, _) = io("stat", sys::self_faults())?;
+        let entry0 = io("pagemap", pm.entry(anon.addr(i)))?;
+        let (minflt0, minflt1) = minflt_around(&sampler, || anon.write(i, 0, value))?;
         let s1 = io("stats", sys::read_stats())?;
         let entry = io("pagemap", pm.entry(anon.addr(i)))?;
-        anon_faults += minflt1 - minflt0;
+        let ours = delta_of(&s1, &s0, "faults")?;
+        anon_minflt += minflt1 - minflt0;
+        anon_handled += ours;
+        t.say(&format!(
+            "\n  touching page {i} (va {:#x}): *va = {value:#x}",
+            anon.addr(i)
+        ));
+        t.no_entry_before("anon", &entry0);
         t.step(
             "anon",
             5,
             "the CPU faults; the kernel's anonymous-memory handler runs",
-            minflt1 > minflt0 && s1.delta(&s0, "faults") == 0,
-            format!("minor faults {minflt0} -> {minflt1}; our module's counter did not move"),
+            minflt1 - minflt0 == 1 && ours == 0,
+            format!("minor faults {minflt0} -> {minflt1}; our module's counter +{ours}"),
         );
         t.step(
             "anon",
             8,
             "a fresh frame is mapped and the store succeeds",
-            entry.present && entry.pfn.is_some() && anon.read(i, 0) == 0xa0_0000 + i as u64,
+            entry.present && entry.pfn.is_some() && anon.read(i, 0) == value,
             format!(
                 "pagemap: present, pfn {}; map {}",
-                entry.pfn.map(|p| format!("{p:#x}")).unwrap_or("?".into()),
+                pfn_text(entry.pfn),
                 picture(&mut pm, &anon, Some(i))?
             ),
         );
     }
 
-    let verified = verify_pid(std::process::id())?;
+    let verified = verify_pid(
+        std::process::id(),
+        &FrameIndex::new(&io("frames", sys::read_frames())?),
+    )?;
     t.step(
         "both",
         9,
@@ -368,9 +444,20 @@ fn tour(pages: usize, check: bool, json: bool) -> Res {
             verified.checked, verified.mismatches
         ),
     );
+    let pages_i = pages as i64;
+    let pages_u = pages as u64;
+    t.step(
+        "both",
+        10,
+        "both sides: one fault per first touch; only the device's went to our handler",
+        dev_minflt == pages_u && dev_handled == pages_i && anon_minflt == pages_u && anon_handled == 0,
+        format!(
+            "device: {dev_minflt} minor faults, {dev_handled} handled by rust_pagefault_demo; anonymous memory: {anon_minflt} minor faults, {anon_handled} by our module"
+        ),
+    );
     t.say(&format!("\nIn both cases: a virtual address first, a fault on the first touch, a frame from the\n\
-        handler, a page-table entry, and the instruction resumes. Device: {pages} faults handled by\n\
-        rust_pagefault_demo; anonymous memory: {anon_faults} faults handled by the kernel's do_anonymous_page."));
+        handler, a page-table entry, and the instruction resumes. Device: {dev_handled} faults handled by\n\
+        rust_pagefault_demo; anonymous memory: {anon_minflt} faults handled by the kernel's do_anonymous_page."));
 
     let failed: Vec<_> = t.steps.iter().filter(|s| !s.ok).collect();
     if json {
@@ -431,24 +518,44 @@ fn touch(
             }
         }
     } else {
+        // The module's counters are global, so they cannot say which thread's touch faulted:
+        // each thread asks pagemap whether its page was present right before touching it.
         let chunks: Vec<Vec<usize>> = targets
             .chunks(targets.len().div_ceil(threads).max(1))
             .map(|c| c.to_vec())
             .collect();
-        std::thread::scope(|s| {
-            for chunk in &chunks {
-                let map = &map;
-                s.spawn(move || {
-                    for &i in chunk {
-                        if write {
-                            map.write(i, 0, i as u64 + 1)
-                        } else {
-                            let _ = map.read(i, 0);
+        let results: Vec<std::io::Result<Vec<(usize, i64)>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|chunk| {
+                    let map = &map;
+                    s.spawn(move || {
+                        let mut pm = Pagemap::open()?;
+                        let mut faulted = Vec::with_capacity(chunk.len());
+                        for &i in chunk {
+                            let was_present = pm.entry(map.addr(i))?.present;
+                            if write {
+                                map.write(i, 0, i as u64 + 1)
+                            } else {
+                                let _ = map.read(i, 0);
+                            }
+                            faulted.push((i, if was_present { 0 } else { 1 }));
                         }
-                    }
-                });
-            }
+                        Ok(faulted)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(std::io::Error::other("thread panicked")))
+                })
+                .collect()
         });
+        for r in results {
+            per_page.extend(io("pagemap", r)?);
+        }
         if show_map {
             println!("{}", picture(&mut pm, &map, None)?);
         }
@@ -484,6 +591,9 @@ fn touch(
                 .map(|d| format!("+{d}"))
                 .unwrap_or("".into())
         );
+    }
+    if threads > 1 {
+        println!("(with threads, a page's faults column is 1 when pagemap showed it absent right before its touch)");
     }
     println!(
         "module: faults +{}, frames allocated +{}, frames live {}",
@@ -553,19 +663,13 @@ struct Verified {
     mismatches: usize,
 }
 
-/// Checks every present page of `pid`'s device mappings: its pagemap PFN must be the frame
-/// that `frames` lists at that page offset. A page that is not there must be a copy made by a
-/// MAP_PRIVATE write, which `/proc/kpageflags` shows as anonymous; anything else is a mismatch.
-fn verify_pid(pid: u32) -> Res<Verified> {
+/// Checks every present page of `pid`'s device mappings against `frames` (see
+/// [`check_mapping`]): each page must be the frame `frames` lists for that page offset, of the
+/// one instance the mapping belongs to. A page that is not in `frames` must be a copy made by a
+/// MAP_PRIVATE write, which `/proc/kpageflags` shows as anonymous.
+fn verify_pid(pid: u32, frames: &FrameIndex) -> Res<Verified> {
     use std::io::{Read, Seek, SeekFrom};
     let maps = io("maps", std::fs::read_to_string(format!("/proc/{pid}/maps")))?;
-    let by_pgoff: HashMap<u64, Vec<u64>> =
-        io("frames", sys::read_frames())?
-            .into_iter()
-            .fold(HashMap::new(), |mut m, r| {
-                m.entry(r.pgoff).or_default().push(r.pfn);
-                m
-            });
     let mut pagemap = io(
         "pagemap",
         std::fs::File::open(format!("/proc/{pid}/pagemap")),
@@ -585,20 +689,21 @@ fn verify_pid(pid: u32) -> Res<Verified> {
     for line in maps.lines().filter(|l| l.ends_with(sys::DEVICE)) {
         let (start, end, offset) =
             pfdemo::parse::parse_maps_range(line).map_err(|e| e.to_string())?;
+        let mut present = Vec::new();
         for va in (start..end).step_by(ps as usize) {
             let e = pfdemo::parse::PagemapEntry::from_raw(read_u64(&mut pagemap, va / ps)?);
-            let Some(pfn) = e.pfn else { continue };
-            let pgoff = offset / ps + (va - start) / ps;
-            if by_pgoff.get(&pgoff).is_some_and(|pfns| pfns.contains(&pfn)) {
-                v.checked += 1;
-            } else if read_u64(&mut kpageflags, pfn)? & pfdemo::parse::KPF_ANON == 0 {
-                v.checked += 1;
-                v.mismatches += 1;
-                println!(
-                    "pid {pid} va {va:#x} pgoff {pgoff}: pagemap pfn {pfn:#x} is not in frames"
-                );
+            if let Some(pfn) = e.pfn {
+                present.push((offset / ps + (va - start) / ps, pfn));
             }
         }
+        let c = check_mapping(frames, present, |pfn| {
+            read_u64(&mut kpageflags, pfn).is_ok_and(|f| f & pfdemo::parse::KPF_ANON != 0)
+        });
+        for m in &c.mismatches {
+            println!("pid {pid} mapping {start:#x}-{end:#x}: {m}");
+        }
+        v.checked += c.checked;
+        v.mismatches += c.mismatches.len();
     }
     Ok(v)
 }
@@ -614,9 +719,10 @@ fn verify(pid: Option<u32>) -> Res {
             })
             .collect(),
     };
+    let frames = FrameIndex::new(&io("frames", sys::read_frames())?);
     let (mut checked, mut bad) = (0, 0);
     for p in &pids {
-        let v = verify_pid(*p)?;
+        let v = verify_pid(*p, &frames)?;
         println!(
             "pid {p}: {} mapped device pages checked, {} mismatches",
             v.checked, v.mismatches
