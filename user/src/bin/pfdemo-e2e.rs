@@ -5,9 +5,11 @@
 //! `N passed, N failed` line; the exit status is non-zero on any failure. Cases run one after
 //! another in this process, so the module's global counters move only because of them.
 
-use pfdemo::parse::Stats;
-use pfdemo::sys::{self, page_size, read_frames, read_stats, Device, Mapping, Pagemap};
-use std::process::Command;
+use pfdemo::parse::{self, Stats};
+use pfdemo::sys::{self, page_size, read_frames, read_stats, Device, Kmsg, Mapping, Pagemap};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 
 type Check = Result<(), String>;
@@ -31,11 +33,24 @@ fn stats() -> Result<Stats, String> {
     io("read stats", read_stats())
 }
 
+/// Bad inputs tried (each refused or handled as the README's table says), for the
+/// reliability figures.
+static BAD_INPUTS: AtomicUsize = AtomicUsize::new(0);
+
+fn tried(n: usize) {
+    BAD_INPUTS.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The counter `name`; a stats file without it fails the case (no silent 0).
+fn stat(s: &Stats, name: &str) -> Result<u64, String> {
+    s.value(name).map_err(|e| e.to_string())
+}
+
 /// Checks the counter deltas since `before` (name, expected delta).
 fn deltas(before: &Stats, expect: &[(&str, i64)]) -> Check {
     let now = stats()?;
     for (name, want) in expect {
-        let got = now.delta(before, name);
+        let got = stat(&now, name)? as i64 - stat(before, name)? as i64;
         if got != *want {
             let moved: Vec<String> = now
                 .0
@@ -66,30 +81,43 @@ fn pagemap_pfn(pm: &mut Pagemap, va: usize) -> Result<Option<u64>, String> {
 
 /// Pages each fault maps (the module's `prefault` setting).
 fn prefault() -> Result<usize, String> {
-    Ok(stats()?.get("prefault").max(1) as usize)
+    Ok(stat(&stats()?, "prefault")?.max(1) as usize)
 }
 
-/// How many times our handler runs when a mapping of `pages` pages, none mapped yet, is
-/// touched at `touches` in order: a fault maps the page and up to `prefault - 1` after it,
-/// within the mapping.
-fn expected_faults(touches: impl IntoIterator<Item = usize>, pages: usize) -> Result<i64, String> {
+/// Which of `touches` (in order) fault when a mapping of `pages` pages, none mapped yet, is
+/// touched: a fault maps the page and up to `prefault - 1` after it, within the mapping. Also
+/// returns the pages present afterwards.
+fn fault_pattern(
+    touches: impl IntoIterator<Item = usize>,
+    pages: usize,
+) -> Result<(Vec<bool>, Vec<bool>), String> {
     let k = prefault()?;
     let mut present = vec![false; pages];
-    let mut faults = 0;
+    let mut faulted = Vec::new();
     for p in touches {
+        faulted.push(!present[p]);
         if !present[p] {
-            faults += 1;
             present[p..(p + k).min(pages)]
                 .iter_mut()
                 .for_each(|x| *x = true);
         }
     }
-    Ok(faults)
+    Ok((faulted, present))
+}
+
+/// How many times our handler runs for `touches` (see [`fault_pattern`]).
+fn expected_faults(touches: impl IntoIterator<Item = usize>, pages: usize) -> Result<i64, String> {
+    let (faulted, _) = fault_pattern(touches, pages)?;
+    Ok(faulted.iter().filter(|f| **f).count() as i64)
 }
 
 /// Pages in one frame: 512 with `huge`, else 1.
 fn unit() -> Result<usize, String> {
-    Ok(if stats()?.get("huge") == 1 { 512 } else { 1 })
+    Ok(if stat(&stats()?, "huge")? == 1 {
+        512
+    } else {
+        1
+    })
 }
 
 /// Pages allocated when the pages `touched` get their frames: every frame they fall in.
@@ -118,6 +146,73 @@ fn run(cmd: &str, args: &[&str]) -> Result<bool, String> {
         .output()
         .map_err(|e| format!("{cmd}: {e}"))?;
     Ok(out.status.success())
+}
+
+/// Runs `cmd` and returns its exit code (None: killed by a signal), stdout and stderr.
+fn output(cmd: &str, args: &[&str]) -> Result<(Option<i32>, String, String), String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// `pfdemo ARGS`, which must exit 0; its stdout.
+fn pfdemo(args: &[&str]) -> Result<String, String> {
+    let (code, out, err) = output("/bin/pfdemo", args)?;
+    ensure!(
+        code == Some(0),
+        "pfdemo {args:?} exited with {code:?}: {err}"
+    );
+    Ok(out)
+}
+
+/// Loads the module with `params` by finit_module(2) itself, for the exact errno.
+fn load_module(params: &[&str]) -> Result<(), i32> {
+    let file = std::fs::File::open(module_path()).map_err(|e| e.raw_os_error().unwrap_or(0))?;
+    let params = std::ffi::CString::new(params.join(" ")).map_err(|_| libc::EINVAL)?;
+    // SAFETY: a valid module file descriptor and a NUL-terminated parameter string.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_finit_module,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            params.as_ptr(),
+            0,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+/// Unloads the module by delete_module(2) (as rmmod does, without waiting), for the errno.
+fn unload_module() -> Result<(), i32> {
+    // SAFETY: a NUL-terminated module name.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_delete_module,
+            c"rust_pagefault_demo".as_ptr(),
+            libc::O_NONBLOCK,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+/// The kernel log lines that `act` caused.
+fn kernel_log_of<T>(act: impl FnOnce() -> T) -> Result<(T, Vec<String>), String> {
+    let mut kmsg = io("open /dev/kmsg", Kmsg::from_now())?;
+    let result = act();
+    Ok((result, io("read /dev/kmsg", kmsg.read_new())?))
 }
 
 fn reload(params: &[&str]) -> Check {
@@ -362,36 +457,48 @@ fn instances_never_share_frames() -> Check {
 
 fn frames_freed_at_last_close() -> Check {
     let before = stats()?;
-    {
-        let dev = io("open", Device::open())?;
-        let map = io("mmap", dev.map(20, 0, true))?;
-        for i in 0..20 {
-            map.write(i, 0, 7);
-        }
-        drop(map);
-        // Frames survive munmap while the file is open.
-        deltas(
-            &before,
-            &[
-                ("frames_allocated", allocs(0..20)?),
-                ("frames_freed", 0),
-                ("frames_live", allocs(0..20)?),
-                ("instances", 1),
-            ],
-        )?;
+    let n = allocs(0..20)?;
+    let dev = io("open", Device::open())?;
+    let map = io("mmap", dev.map(20, 0, true))?;
+    for i in 0..20 {
+        map.write(i, 0, 7);
     }
+    drop(map);
+    // Frames survive munmap while the file is open.
     deltas(
         &before,
         &[
-            ("frames_allocated", allocs(0..20)?),
-            ("frames_freed", allocs(0..20)?),
+            ("frames_allocated", n),
+            ("frames_freed", 0),
+            ("frames_live", n),
+            ("instances", 1),
+        ],
+    )?;
+    // A second descriptor of the same open file: closing the first is not the last close.
+    // SAFETY: duplicating a descriptor we own; the copy is closed below.
+    let second = unsafe { libc::dup(dev.fd()) };
+    ensure!(second >= 0, "dup failed");
+    drop(dev);
+    let after_first = deltas(
+        &before,
+        &[("frames_freed", 0), ("frames_live", n), ("instances", 1)],
+    );
+    // SAFETY: closing the duplicate we made; nothing else uses it.
+    unsafe { libc::close(second) };
+    after_first.map_err(|e| format!("after closing one of two descriptors: {e}"))?;
+    deltas(
+        &before,
+        &[
+            ("frames_allocated", n),
+            ("frames_freed", n),
             ("frames_live", 0),
             ("instances", 0),
         ],
-    )?;
+    )
+    .map_err(|e| format!("after the last close: {e}"))?;
     let s = stats()?;
     ensure!(
-        s.get("frames_allocated") - s.get("frames_freed") == s.get("frames_live"),
+        stat(&s, "frames_allocated")? - stat(&s, "frames_freed")? == stat(&s, "frames_live")?,
         "allocated - freed != live"
     );
     Ok(())
@@ -442,8 +549,15 @@ fn private_mapping_copies_on_write() -> Check {
 }
 
 fn fork_children_share_frames() -> Check {
+    let (u, k) = (unit()?, prefault()?);
+    // The child touches a page that the parent never touched and that no fault of the parent
+    // mapped (beyond its prefault window), in a frame of its own (beyond the first 2 MiB with
+    // huge frames).
+    let child_page = u + 2 * k + 40;
+    let pages = child_page + 8;
     let dev = io("open", Device::open())?;
-    let map = io("mmap", dev.map(8, 0, true))?;
+    let id = io("fdinfo", dev.fdinfo())?.instance;
+    let map = io("mmap", dev.map(pages, 0, true))?;
     for i in 0..8 {
         map.write(i, 0, 100 + i as u64);
     }
@@ -451,6 +565,10 @@ fn fork_children_share_frames() -> Check {
     let parent_pfns: Vec<_> = (0..8)
         .map(|i| pagemap_pfn(&mut pm, map.addr(i)))
         .collect::<Result<_, _>>()?;
+    ensure!(
+        frame_pfn(id, child_page as u64)?.is_none(),
+        "pgoff {child_page} has a frame before the child touched it"
+    );
     let before = stats()?;
     let status = in_child(|| {
         let Ok(mut pm) = Pagemap::open() else {
@@ -465,17 +583,47 @@ fn fork_children_share_frames() -> Check {
             }
         }
         map.write(3, 0, 0xc41d);
+        if pm.entry(map.addr(child_page)).map_or(true, |e| e.present) {
+            return 13;
+        }
+        map.write(child_page, 0, 0xc41d_0001);
+        // Tell the parent which frame the child got, through the frame itself.
+        match pm.entry(map.addr(child_page)).ok().and_then(|e| e.pfn) {
+            Some(pfn) => map.write(child_page, 8, pfn),
+            None => return 14,
+        }
         0
     })?;
     ensure!(
         status == Ok(0),
-        "child ended with {status:?} (11: data, 12: pfn differs)"
+        "child ended with {status:?} (11: data, 12: pfn differs, 13: page present before its touch, 14: not present after)"
     );
     ensure!(
         map.read(3, 0) == 0xc41d,
         "parent does not see the child's write"
     );
-    deltas(&before, &[("frames_allocated", 0)])
+    let allocated = allocs(child_page..(child_page + k).min(pages))?;
+    deltas(&before, &[("frames_allocated", allocated), ("faults", 1)])
+        .map_err(|e| format!("after the child's touch: {e}"))?;
+    // The parent's own page table has no entry for that page: its access faults, and our
+    // handler maps the frame the child's fault allocated, without allocating again.
+    ensure!(
+        pm_pfn_absent(&mut pm, &map, child_page)?,
+        "pgoff {child_page} present in the parent before it touched it"
+    );
+    ensure!(
+        map.read(child_page, 0) == 0xc41d_0001,
+        "parent does not see the value the child wrote to pgoff {child_page}"
+    );
+    let child_pfn = map.read(child_page, 8);
+    let parent_pfn = pagemap_pfn(&mut pm, map.addr(child_page))?;
+    let listed = frame_pfn(id, child_page as u64)?;
+    ensure!(
+        parent_pfn == Some(child_pfn) && listed == Some(child_pfn),
+        "pgoff {child_page}: child pfn {child_pfn:#x}, parent pagemap {parent_pfn:x?}, frames {listed:x?}"
+    );
+    deltas(&before, &[("frames_allocated", allocated), ("faults", 2)])
+        .map_err(|e| format!("after the parent's access: {e}"))
 }
 
 fn concurrent_first_touch_allocates_once() -> Check {
@@ -517,57 +665,106 @@ fn concurrent_first_touch_allocates_once() -> Check {
     Ok(())
 }
 
+/// mmap(2) with a raw length and byte offset; the errno if it fails (a mapping that works is
+/// unmapped at once).
+fn mmap_errno(fd: i32, len: usize, offset: u64, prot: i32, flags: i32) -> Option<i32> {
+    // SAFETY: asking for a new mapping at an address of the kernel's choice.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            flags,
+            fd,
+            offset as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return std::io::Error::last_os_error().raw_os_error();
+    }
+    // SAFETY: unmapping the mapping just made.
+    unsafe { libc::munmap(p, len) };
+    None
+}
+
 fn bad_mmaps_are_refused() -> Check {
     let dev = io("open", Device::open())?;
+    let size = io("fdinfo", dev.fdinfo())?.size_pages as usize;
     let before = stats()?;
-    let size = 65536; // the default max_pages
+    let ps = page_size();
     let rw = libc::PROT_READ | libc::PROT_WRITE;
-    let fd = Some(dev.fd());
-    let cases: [(&str, Option<i32>, Option<i32>); 6] = [
+    let fd = dev.fd();
+    let shared = libc::MAP_SHARED;
+    // (what, errno seen, errno expected, refused by our mmap and so counted in mmap_refused)
+    let cases: [(&str, Option<i32>, Option<i32>, bool); 9] = [
         (
-            "huge offset",
-            errno_of(Mapping::new(fd, 1, 1 << 50, rw, libc::MAP_SHARED)),
+            "offset 1 << 62 bytes (far past the instance)",
+            mmap_errno(fd, ps, 1 << 62, rw, shared),
             Some(libc::EINVAL),
+            true,
         ),
         (
-            "past the end",
-            errno_of(Mapping::new(fd, size + 1, 0, rw, libc::MAP_SHARED)),
+            "one page past the end",
+            mmap_errno(fd, (size + 1) * ps, 0, rw, shared),
             Some(libc::EINVAL),
+            true,
         ),
         (
             "offset past the end",
-            errno_of(Mapping::new(fd, 2, size - 1, rw, libc::MAP_SHARED)),
+            mmap_errno(fd, 2 * ps, ((size - 1) * ps) as u64, rw, shared),
             Some(libc::EINVAL),
+            true,
+        ),
+        (
+            "huge length 1 << 44 (16 TiB)",
+            mmap_errno(fd, 1 << 44, 0, rw, shared),
+            Some(libc::EINVAL),
+            true,
+        ),
+        (
+            "huge length 1 << 47 (more than the address space)",
+            mmap_errno(fd, 1 << 47, 0, rw, shared),
+            Some(libc::ENOMEM),
+            false,
+        ),
+        (
+            "largest offset (offset + length wraps)",
+            mmap_errno(fd, ps, u64::MAX & !(ps as u64 - 1), rw, shared),
+            Some(libc::EOVERFLOW),
+            false,
         ),
         (
             "zero length",
-            errno_of(Mapping::new(fd, 0, 0, rw, libc::MAP_SHARED)),
+            mmap_errno(fd, 0, 0, rw, shared),
             Some(libc::EINVAL),
+            false,
         ),
         (
             "PROT_EXEC",
-            errno_of(Mapping::new(
-                fd,
-                1,
-                0,
-                rw | libc::PROT_EXEC,
-                libc::MAP_SHARED,
-            )),
+            mmap_errno(fd, ps, 0, rw | libc::PROT_EXEC, shared),
             Some(libc::EPERM),
+            true,
         ),
         (
             "exactly the size",
-            errno_of(Mapping::new(fd, size, 0, rw, libc::MAP_SHARED)),
+            mmap_errno(fd, size * ps, 0, rw, shared),
             None,
+            false,
         ),
     ];
-    for (what, got, want) in cases {
+    tried(cases.len() - 1);
+    for (what, got, want, _) in cases {
         ensure!(got == want, "{what}: errno {got:?}, expected {want:?}");
     }
-    deltas(&before, &[("mmap_refused", 4), ("frames_allocated", 0)])
+    let refused = cases.iter().filter(|c| c.3).count() as i64;
+    deltas(
+        &before,
+        &[("mmap_refused", refused), ("frames_allocated", 0)],
+    )
 }
 
 fn mremap_growth_and_mprotect_exec_refused() -> Check {
+    tried(2);
     let dev = io("open", Device::open())?;
     let map = io("mmap", dev.map(4, 0, true))?;
     // SAFETY: growing our own mapping in place or moving it; failure leaves it unchanged.
@@ -605,6 +802,7 @@ fn mremap_growth_and_mprotect_exec_refused() -> Check {
 }
 
 fn file_operations_we_do_not_offer() -> Check {
+    tried(6);
     let dev = io("open", Device::open())?;
     let mut buf = [0u8; 16];
     let errno = || std::io::Error::last_os_error().raw_os_error();
@@ -629,31 +827,53 @@ fn file_operations_we_do_not_offer() -> Check {
         "ioctl: {r}, errno {:?}",
         errno()
     );
+    // Root may open the 0400 files for writing (it overrides the mode); the write itself is
+    // refused, as the files have no write operation.
     for f in ["stats", "frames", "latency"] {
-        let w = std::fs::write(format!("{}/{f}", sys::DEBUGFS), "0\n");
-        ensure!(w.is_err(), "writing debugfs {f} succeeded");
+        use std::io::Write;
+        let w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("{}/{f}", sys::DEBUGFS))
+            .and_then(|mut file| file.write(b"0\n"));
+        let errno = w.as_ref().err().and_then(|e| e.raw_os_error());
+        ensure!(
+            errno == Some(libc::EINVAL),
+            "writing debugfs {f}: {w:?}, expected EINVAL"
+        );
     }
     Ok(())
 }
 
 fn latency_histogram_counts_every_fault() -> Check {
+    let before = stats()?;
     let total: u64 = io("latency", sys::read_latency())?
         .iter()
         .map(|(_, c)| c)
         .sum();
-    let faults = stats()?.get("faults");
+    let after = stats()?;
+    // Every call of the handler, 4 KiB (`faults`) and PMD-level (`huge_faults`), is timed.
+    let calls =
+        |s: &Stats| -> Result<u64, String> { Ok(stat(s, "faults")? + stat(s, "huge_faults")?) };
+    let (calls0, calls1) = (calls(&before)?, calls(&after)?);
     ensure!(
-        total == faults,
-        "histogram holds {total} faults, stats says {faults}"
+        calls0 == calls1 && total == calls1,
+        "histogram holds {total} faults, stats says faults + huge_faults = {calls1} ({calls0} before)"
     );
+    ensure!(total > 0, "no fault was counted at all");
     Ok(())
 }
 
 fn rmmod_refused_while_open() -> Check {
     let dev = io("open", Device::open())?;
+    // The open file holds a reference on the module: delete_module says EWOULDBLOCK (EAGAIN).
+    tried(1);
+    let busy = unload_module();
+    if busy.is_ok() {
+        reload(&[])?;
+    }
     ensure!(
-        !run("rmmod", &["rust_pagefault_demo"])?,
-        "rmmod succeeded with a file open"
+        busy == Err(libc::EAGAIN),
+        "rmmod with a file open: {busy:?}, expected Err(EAGAIN)"
     );
     drop(dev);
     ensure!(
@@ -670,30 +890,82 @@ fn rmmod_refused_while_open() -> Check {
 
 fn invalid_parameters_refused() -> Check {
     run("rmmod", &["rust_pagefault_demo"])?;
-    let m = module_path();
-    // (An unknown parameter is not ours to refuse: the kernel ignores it with a warning.)
-    for bad in [
-        "max_pages=0",
-        "max_pages=16777217",
-        "max_total_pages=999999999999",
-        "max_pages=abc",
-        "max_pages=-1",
-        "max_total_pages=1x",
-        "prefault=0",
-        "prefault=513",
-        "huge=1 prefault=2",
-        "huge=maybe",
-    ] {
-        let ok = run("insmod", &[&m, bad])?;
-        if ok {
+    let ours = "rust_pagefault_demo: invalid module parameters:";
+    let range = |p: &str, lo: u32, hi: u32| format!("{ours} {p} must be between {lo} and {hi}");
+    let malformed =
+        |v: &str, p: &str| format!("rust_pagefault_demo: `{v}' invalid for parameter `{p}'");
+    // (parameters, the kernel log line it must cause): values out of range reach the module's
+    // own check; malformed ones are refused by the kernel's parameter parser first.
+    let cases = [
+        ("max_pages=0", range("max_pages", 1, 16777216)),
+        ("max_pages=16777217", range("max_pages", 1, 16777216)),
+        (
+            "max_total_pages=999999999999",
+            format!("{ours} max_total_pages must not exceed the machine's RAM in pages"),
+        ),
+        ("prefault=0", range("prefault", 1, 512)),
+        ("prefault=513", range("prefault", 1, 512)),
+        (
+            "huge=1 prefault=2",
+            format!("{ours} prefault and huge cannot be combined"),
+        ),
+        (
+            "huge=1 max_total_pages=511",
+            format!("{ours} with huge, max_total_pages must hold one 2 MiB frame (512 pages)"),
+        ),
+        ("max_pages=abc", malformed("abc", "max_pages")),
+        ("max_pages=-1", malformed("-1", "max_pages")),
+        ("max_total_pages=1x", malformed("1x", "max_total_pages")),
+        ("huge=maybe", malformed("maybe", "huge")),
+    ];
+    tried(cases.len());
+    let mut problems = Vec::new();
+    for (bad, line) in &cases {
+        let words: Vec<&str> = bad.split_whitespace().collect();
+        let (loaded, log) = kernel_log_of(|| load_module(&words))?;
+        if loaded.is_ok() {
             run("rmmod", &["rust_pagefault_demo"])?;
         }
-        ensure!(!ok, "insmod accepted {bad}");
+        if loaded != Err(libc::EINVAL) {
+            problems.push(format!(
+                "{bad}: finit_module {loaded:?}, expected Err(EINVAL)"
+            ));
+        }
+        if !log.iter().any(|l| l == line) {
+            problems.push(format!(
+                "{bad}: no {line:?} in the kernel log, which says {log:?}"
+            ));
+        }
     }
     let params = base_params();
-    let mut args = vec![m.as_str()];
-    args.extend(params.iter().map(String::as_str));
+    let mut args = vec![module_path()];
+    args.extend(params.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ensure!(run("insmod", &args)?, "insmod with {params:?} failed");
+    ensure!(problems.is_empty(), "{}", problems.join("; "));
+    Ok(())
+}
+
+/// An unknown parameter is not ours to refuse: the kernel loads the module and warns.
+fn unknown_parameter_is_ignored_with_a_warning() -> Check {
+    run("rmmod", &["rust_pagefault_demo"])?;
+    tried(1);
+    let mut params = base_params();
+    params.push("no_such_knob=1".into());
+    let words: Vec<&str> = params.iter().map(String::as_str).collect();
+    let (loaded, log) = kernel_log_of(|| load_module(&words))?;
+    if loaded.is_err() {
+        reload(&[])?;
+    }
+    ensure!(
+        loaded.is_ok(),
+        "insmod with an unknown parameter: {loaded:?}"
+    );
+    let warning = "rust_pagefault_demo: unknown parameter 'no_such_knob' ignored";
+    ensure!(
+        log.iter().any(|l| l == warning),
+        "no {warning:?} in the kernel log: {log:?}"
+    );
     Ok(())
 }
 
@@ -702,6 +974,7 @@ fn sigbus_at_the_cap() -> Check {
     // frames of `u` pages (512 with huge frames), touched one page per frame.
     let u = unit()?;
     let (size, cap) = (64 * u, 16 * u);
+    tried(3);
     reload(&[
         &format!("max_pages={size}"),
         &format!("max_total_pages={cap}"),
@@ -727,7 +1000,7 @@ fn sigbus_at_the_cap() -> Check {
         )?;
         let s = stats()?;
         ensure!(
-            s.get("frames_live") == cap as u64,
+            stat(&s, "frames_live")? == cap as u64,
             "frames_live {} at the cap {cap}",
             s.get("frames_live")
         );
@@ -748,7 +1021,8 @@ fn sigbus_at_the_cap() -> Check {
         drop((om, other, map, dev));
         let s = stats()?;
         ensure!(
-            s.get("frames_live") == 0 && s.get("frames_allocated") == s.get("frames_freed"),
+            stat(&s, "frames_live")? == 0
+                && stat(&s, "frames_allocated")? == stat(&s, "frames_freed")?,
             "frames leaked: {:?}",
             s.0
         );
@@ -918,6 +1192,7 @@ fn frames_charged_to_the_touchers_memcg() -> Check {
 /// "private and shared" flag combination, which checks the flags), and mprotect upgrading a
 /// private read-only mapping to writable (allowed; writes are private copies).
 fn offsets_flags_and_mprotect() -> Check {
+    tried(3);
     let dev = io("open", Device::open())?;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let fd = dev.fd();
@@ -968,32 +1243,83 @@ fn offsets_flags_and_mprotect() -> Check {
     Ok(())
 }
 
+/// The stats file carries every counter the contract names, and the settings the tests
+/// derive their expectations from.
+fn stats_lists_every_contract_counter() -> Check {
+    let s = stats()?;
+    let mut names = Stats::REQUIRED.to_vec();
+    names.extend([
+        "huge_faults",
+        "mmap_refused",
+        "max_total_pages",
+        "prefault",
+        "huge",
+    ]);
+    let missing = s.missing(&names);
+    ensure!(missing.is_empty(), "stats lacks {missing:?}");
+    Ok(())
+}
+
+/// `max_total_pages` defaults to a quarter of RAM (MemTotal, in 4 KiB pages), unless
+/// RPD_PARAMS sets it.
+fn max_total_pages_defaults_to_a_quarter_of_ram() -> Check {
+    let set = base_params()
+        .iter()
+        .find_map(|p| p.strip_prefix("max_total_pages=")?.parse::<u64>().ok());
+    let meminfo = io("meminfo", std::fs::read_to_string("/proc/meminfo"))?;
+    let mem_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or("no MemTotal in /proc/meminfo")?;
+    let want = match set {
+        Some(n) if n > 0 => n,
+        _ => (mem_kb / 4 / 4).max(1),
+    };
+    let got = stat(&stats()?, "max_total_pages")?;
+    ensure!(
+        got == want,
+        "max_total_pages {got}, expected {want} (MemTotal {mem_kb} kB, RPD_PARAMS sets {set:?})"
+    );
+    Ok(())
+}
+
 /// The tools say in one line what is missing, and how to fix it.
 fn tools_explain_what_is_missing() -> Check {
+    let (code, _, err) = output("/bin/pfdemo", &["stats"])?;
+    ensure!(code == Some(0), "pfdemo stats failed as root: {err}");
     // Not root: a child drops to nobody and asks for the stats.
-    let out = Command::new("/bin/pfdemo").arg("stats").output();
-    let root_ok = out.as_ref().map(|o| o.status.success()).unwrap_or(false);
-    ensure!(root_ok, "pfdemo stats failed as root");
-    let status = in_child(|| {
-        // SAFETY: dropping privileges in the child only.
-        if unsafe { libc::setgid(65534) } != 0 || unsafe { libc::setuid(65534) } != 0 {
-            return 20;
-        }
-        match Command::new("/bin/pfdemo").arg("stats").output() {
-            Ok(o) if o.status.code() == Some(2) => {
-                let err = String::from_utf8_lossy(&o.stderr);
-                if err.contains("not root") && err.lines().count() == 1 {
-                    0
-                } else {
-                    21
-                }
+    refused_in_child(
+        "as nobody",
+        || {
+            // SAFETY: dropping privileges in the child only.
+            unsafe { libc::setgid(65534) == 0 && libc::setuid(65534) == 0 }
+        },
+        &["not root", "run as root"],
+    )?;
+    // No debugfs: a child in a mount namespace of its own unmounts it.
+    refused_in_child(
+        "without debugfs",
+        || {
+            // SAFETY: the child alone moves to a new mount namespace, where nothing
+            // propagates back, and unmounts debugfs there.
+            unsafe {
+                libc::unshare(libc::CLONE_NEWNS) == 0
+                    && libc::mount(
+                        std::ptr::null(),
+                        c"/".as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) == 0
+                    && libc::umount2(c"/sys/kernel/debug".as_ptr(), libc::MNT_DETACH) == 0
             }
-            _ => 22,
-        }
-    })?;
+        },
+        &["debugfs is not mounted", "mount -t debugfs"],
+    )?;
     ensure!(
-        status == Ok(0),
-        "as nobody: {status:?} (21: message, 22: exit status)"
+        std::fs::metadata(sys::DEBUGFS).is_ok(),
+        "debugfs went away outside the child's namespace"
     );
     // A reader that goes away early (`| head`) ends pfdemo quietly, without a panic. 4096
     // frames make `frames` print far more than a pipe holds, so the write must hit EPIPE.
@@ -1012,16 +1338,380 @@ fn tools_explain_what_is_missing() -> Check {
         "pfdemo panicked on a closed pipe: {said}"
     );
     // No module: the device is missing.
+    tried(1);
     ensure!(run("rmmod", &["rust_pagefault_demo"])?, "rmmod failed");
-    let out = Command::new("/bin/pfdemo").arg("stats").output();
+    let out = output("/bin/pfdemo", &["stats"]);
     reload(&[])?;
-    let out = io("pfdemo stats", out)?;
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, _, err) = out?;
     ensure!(
-        out.status.code() == Some(2) && err.contains("not loaded") && err.contains("insmod"),
-        "without the module: status {:?}, {err:?}",
-        out.status.code()
+        code == Some(2)
+            && err.lines().count() == 1
+            && err.contains("not loaded")
+            && err.contains("insmod"),
+        "without the module: status {code:?}, {err:?} (expected exit 2 and one line)"
     );
+    Ok(())
+}
+
+/// A bad environment the tools must explain: in a forked child, after `setup` (false if it
+/// could not do its part), `pfdemo stats` must exit 2 with one line holding all of `words`.
+fn refused_in_child(what: &str, setup: impl FnOnce() -> bool, words: &[&str]) -> Check {
+    tried(1);
+    let status = in_child(|| if setup() { one_line_exit_2(words) } else { 20 })?;
+    ensure!(
+        status == Ok(0),
+        "{what}: {status:?} (20: setup, 21: message, 22: exit status)"
+    );
+    Ok(())
+}
+
+/// In a forked child: `pfdemo stats` must exit 2 with one line on stderr holding every one of
+/// `words`. Returns the child's exit code: 0 if so, 21 for the message, 22 for the status.
+fn one_line_exit_2(words: &[&str]) -> i32 {
+    match Command::new("/bin/pfdemo").arg("stats").output() {
+        Ok(o) if o.status.code() == Some(2) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            if err.lines().count() == 1 && words.iter().all(|w| err.contains(w)) {
+                0
+            } else {
+                eprintln!("pfdemo stats said {err:?}");
+                21
+            }
+        }
+        _ => 22,
+    }
+}
+
+/// `pfdemo touch ... --hold` in the background, up to its "holding" line; killed on drop.
+struct Held {
+    child: std::process::Child,
+    lines: Vec<String>,
+}
+
+impl Held {
+    fn start(args: &[&str]) -> Result<Self, String> {
+        let mut child = io(
+            "spawn pfdemo touch --hold",
+            Command::new("/bin/pfdemo")
+                .arg("touch")
+                .args(args)
+                .arg("--hold")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn(),
+        )?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut held = Held {
+            child,
+            lines: Vec::new(),
+        };
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = io("read pfdemo touch", line)?;
+            let done = line.starts_with("holding the mapping");
+            held.lines.push(line);
+            if done {
+                return Ok(held);
+            }
+        }
+        Err(format!(
+            "pfdemo touch {args:?} ended before holding: {:?}",
+            held.lines
+        ))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `pfdemo touch` printed: its instance, its per-page rows (page, pagemap PFN, frames PFN,
+/// faults column), the map lines and the module totals (faults, frames allocated).
+struct Touched {
+    instance: u64,
+    rows: Vec<(usize, Option<u64>, Option<u64>, String)>,
+    pictures: Vec<String>,
+    totals: (i64, i64),
+}
+
+fn parse_touch(lines: &[String]) -> Result<Touched, String> {
+    let hex = |s: &str| u64::from_str_radix(s.strip_prefix("0x")?, 16).ok();
+    let instance = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("instance ")?.split(',').next()?.parse().ok())
+        .ok_or(format!("no instance line in {lines:?}"))?;
+    let mut rows = Vec::new();
+    for l in lines {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        let (Some(page), Some(va)) = (cols.first(), cols.get(1)) else {
+            continue;
+        };
+        let (Ok(page), true) = (page.parse::<usize>(), va.starts_with("0x")) else {
+            continue;
+        };
+        ensure!(
+            cols.len() >= 5 && cols[2] == page.to_string(),
+            "bad row {l:?}"
+        );
+        rows.push((
+            page,
+            hex(cols[3]),
+            hex(cols[4]),
+            cols.get(5).unwrap_or(&"").to_string(),
+        ));
+    }
+    let pictures = lines
+        .iter()
+        .filter(|l| l.starts_with('['))
+        .cloned()
+        .collect();
+    let totals = lines
+        .iter()
+        .find_map(|l| {
+            let rest = l.strip_prefix("module: faults +")?;
+            let (faults, rest) = rest.split_once(", frames allocated +")?;
+            let (allocated, _) = rest.split_once(',')?;
+            Some((faults.parse().ok()?, allocated.parse().ok()?))
+        })
+        .ok_or(format!("no module totals in {lines:?}"))?;
+    Ok(Touched {
+        instance,
+        rows,
+        pictures,
+        totals,
+    })
+}
+
+/// `pfdemo touch --pages 16 --stride 2 --map`, held: every row's PFNs against `frames` and
+/// pagemap, the per-page fault column and the picture; then `pfdemo frames --instance`
+/// and `pfdemo verify` on the held process.
+fn pfdemo_touch_frames_and_verify() -> Check {
+    let held = Held::start(&["--pages", "16", "--stride", "2", "--map"])?;
+    let t = parse_touch(&held.lines)?;
+    let targets: Vec<usize> = (0..16).step_by(2).collect();
+    let (faulted, present) = fault_pattern(targets.iter().copied(), 16)?;
+    let frames: std::collections::BTreeMap<u64, u64> = io("frames", read_frames())?
+        .into_iter()
+        .filter(|r| r.instance == t.instance)
+        .map(|r| (r.pgoff, r.pfn))
+        .collect();
+    ensure!(
+        t.rows.len() == targets.len(),
+        "{} rows for {} touched pages",
+        t.rows.len(),
+        targets.len()
+    );
+    for ((row, &page), &fault) in t.rows.iter().zip(&targets).zip(&faulted) {
+        let (p, pm_pfn, fr_pfn, faults) = row;
+        let listed = frames.get(&(page as u64)).copied();
+        ensure!(
+            *p == page && pm_pfn.is_some() && pm_pfn == fr_pfn && *fr_pfn == listed,
+            "page {page}: row {row:?}, frames file {listed:x?}"
+        );
+        let want = if fault { "+1" } else { "+0" };
+        ensure!(
+            faults == want,
+            "page {page}: faults column {faults:?}, expected {want}"
+        );
+    }
+    let want_totals = (
+        expected_faults(targets.iter().copied(), 16)?,
+        allocs(
+            present
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| **p)
+                .map(|(i, _)| i),
+        )?,
+    );
+    ensure!(
+        t.totals == want_totals,
+        "module totals (faults, allocated) {:?}, expected {want_totals:?}",
+        t.totals
+    );
+    ensure!(
+        t.pictures.len() == targets.len(),
+        "{} map lines for {} touches",
+        t.pictures.len(),
+        targets.len()
+    );
+    for (pic, &page) in t.pictures.iter().zip(&targets) {
+        let cells: Vec<char> = pic.chars().skip(1).take(16).collect();
+        ensure!(
+            cells.len() == 16
+                && cells[page] == '*'
+                && cells.iter().filter(|c| **c == '*').count() == 1
+                && pic.ends_with(&format!("] touched page {page}")),
+            "map line {pic:?} for page {page}"
+        );
+    }
+    // pfdemo frames --instance: exactly that instance's rows, as the frames file has them.
+    let id = t.instance.to_string();
+    let out = pfdemo(&["frames", "--instance", &id])?;
+    let mut listed = std::collections::BTreeMap::new();
+    for l in out.lines().skip(1) {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.len() == 2 && cols[1] == "frame(s)" {
+            ensure!(
+                cols[0] == frames.len().to_string(),
+                "pfdemo frames counts {}, the file has {}",
+                cols[0],
+                frames.len()
+            );
+            continue;
+        }
+        let num = |s: &str| -> Option<u64> {
+            match s.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16).ok(),
+                None => s.parse().ok(),
+            }
+        };
+        let v: Vec<Option<u64>> = cols.iter().map(|c| num(c)).collect();
+        let [Some(inst), Some(pgoff), Some(pfn), Some(phys)] = v[..] else {
+            return Err(format!("pfdemo frames: bad row {l:?}"));
+        };
+        ensure!(
+            inst == t.instance && phys == pfn * page_size() as u64,
+            "pfdemo frames --instance {id}: row {l:?}"
+        );
+        listed.insert(pgoff, pfn);
+    }
+    ensure!(
+        listed == frames && out.lines().last() == Some(&format!("{} frame(s)", frames.len())),
+        "pfdemo frames --instance {id} lists {listed:x?}, the frames file {frames:x?}"
+    );
+    // pfdemo verify, for the held process and for every process: all pages agree.
+    let pages = present.iter().filter(|p| **p).count();
+    let line = format!(
+        "pid {}: {pages} mapped device pages checked, 0 mismatches",
+        held.pid()
+    );
+    let pid = held.pid().to_string();
+    for args in [&["verify", "--pid", &pid][..], &["verify"][..]] {
+        let out = pfdemo(args)?;
+        ensure!(
+            out.lines().any(|l| l == line),
+            "pfdemo {args:?} said {out:?}, expected a line {line:?}"
+        );
+    }
+    drop(held);
+    let left = io("frames", read_frames())?
+        .iter()
+        .filter(|r| r.instance == t.instance)
+        .count();
+    ensure!(left == 0, "{left} frames left after pfdemo touch ended");
+    Ok(())
+}
+
+/// `pfdemo touch --private` and `--threads 2` work, and their rows say what happened.
+fn pfdemo_touch_private_and_threads() -> Check {
+    let out = pfdemo(&["touch", "--pages", "8", "--private"])?;
+    let lines: Vec<String> = out.lines().map(String::from).collect();
+    let t = parse_touch(&lines)?;
+    ensure!(t.rows.len() == 8, "--private: {} rows", t.rows.len());
+    for (page, pm_pfn, fr_pfn, _) in &t.rows {
+        // The write made a private copy: not the instance's frame.
+        ensure!(
+            pm_pfn.is_some() && fr_pfn.is_some() && pm_pfn != fr_pfn,
+            "--private page {page}: pagemap {pm_pfn:x?}, frames {fr_pfn:x?}"
+        );
+    }
+    let out = pfdemo(&["touch", "--pages", "16", "--threads", "2"])?;
+    let lines: Vec<String> = out.lines().map(String::from).collect();
+    let t = parse_touch(&lines)?;
+    ensure!(t.rows.len() == 16, "--threads 2: {} rows", t.rows.len());
+    let mut column = 0;
+    for (page, pm_pfn, fr_pfn, faults) in &t.rows {
+        ensure!(
+            pm_pfn.is_some() && pm_pfn == fr_pfn,
+            "--threads 2 page {page}: pagemap {pm_pfn:x?}, frames {fr_pfn:x?}"
+        );
+        column += match faults.as_str() {
+            "+0" => 0,
+            "+1" => 1,
+            other => return Err(format!("--threads 2 page {page}: faults column {other:?}")),
+        };
+    }
+    // Each thread touches its own pages, so with one page per fault the column adds up to the
+    // module's count. (With prefault, a thread's fault may map its neighbour's pages.)
+    if prefault()? == 1 {
+        ensure!(
+            column == t.totals.0,
+            "--threads 2: faults column sums to {column}, the module counted {}",
+            t.totals.0
+        );
+    }
+    ensure!(column >= 1, "--threads 2: no page faulted");
+    Ok(())
+}
+
+/// `pfdemo stats` prints every counter with the value the stats file has, and the latency
+/// histogram's total.
+fn pfdemo_stats_shows_the_counters() -> Check {
+    let before = stats()?;
+    let out = pfdemo(&["stats"])?;
+    let after = stats()?;
+    for name in Stats::REQUIRED {
+        let want = stat(&before, name)?;
+        let shown = out.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(name)).then(|| w.next()?.parse::<u64>().ok())?
+        });
+        ensure!(
+            shown == Some(want) && stat(&after, name)? == want,
+            "pfdemo stats shows {name} {shown:?}, the file {want} (then {})",
+            stat(&after, name)?
+        );
+    }
+    let calls = stat(&before, "faults")? + stat(&before, "huge_faults")?;
+    let header = format!("fault handler latency ({calls} faults):");
+    ensure!(
+        out.lines().any(|l| l == header),
+        "no line {header:?} in {out:?}"
+    );
+    Ok(())
+}
+
+/// No output of the module carries a kernel pointer: debugfs files, fdinfo and its kernel log
+/// lines (checked with frames live, so `frames` has rows).
+fn no_kernel_pointers_in_any_output() -> Check {
+    let dev = io("open", Device::open())?;
+    let map = io("mmap", dev.map(8, 0, true))?;
+    (0..8).for_each(|p| map.write(p, 0, 1));
+    let mut texts = Vec::new();
+    for f in ["stats", "frames", "latency"] {
+        texts.push((
+            f.to_string(),
+            io(f, std::fs::read_to_string(format!("{}/{f}", sys::DEBUGFS)))?,
+        ));
+    }
+    texts.push((
+        "fdinfo".into(),
+        io(
+            "fdinfo",
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", dev.fd())),
+        )?,
+    ));
+    let log = io(
+        "read /dev/kmsg",
+        Kmsg::from_start().and_then(|mut k| k.read_new()),
+    )?;
+    let ours: Vec<String> = log
+        .into_iter()
+        .filter(|l| l.contains("rust_pagefault_demo"))
+        .collect();
+    ensure!(!ours.is_empty(), "no kernel log line of the module");
+    texts.push(("kernel log".into(), ours.join("\n")));
+    for (what, text) in &texts {
+        let found = parse::kernel_pointers(text);
+        ensure!(found.is_empty(), "{what} shows kernel pointers {found:x?}");
+    }
     Ok(())
 }
 
@@ -1038,6 +1728,14 @@ fn main() {
     assert_eq!(page, 4096, "the tests assume 4 KiB pages");
     let cases: &[Case] = &[
         ("device node is 0600 and debugfs files 0400", device_node),
+        (
+            "stats lists every counter of the contract",
+            stats_lists_every_contract_counter,
+        ),
+        (
+            "max_total_pages defaults to a quarter of RAM",
+            max_total_pages_defaults_to_a_quarter_of_ram,
+        ),
         ("mmap allocates nothing", mmap_allocates_nothing),
         (
             "first touch: one fault, one frame, PFN equals pagemap",
@@ -1057,7 +1755,7 @@ fn main() {
             instances_never_share_frames,
         ),
         (
-            "frames survive munmap and are freed at the last close",
+            "frames survive munmap and a non-last close, freed at the last close",
             frames_freed_at_last_close,
         ),
         (
@@ -1065,7 +1763,7 @@ fn main() {
             private_mapping_copies_on_write,
         ),
         (
-            "fork children share MAP_SHARED frames",
+            "fork: a child's first touch is the parent's frame, allocated once",
             fork_children_share_frames,
         ),
         (
@@ -1073,7 +1771,7 @@ fn main() {
             concurrent_first_touch_allocates_once,
         ),
         (
-            "bad mmaps are refused (EINVAL, EPERM)",
+            "bad mmaps are refused (EINVAL, EPERM, ENOMEM, EOVERFLOW)",
             bad_mmaps_are_refused,
         ),
         (
@@ -1105,8 +1803,24 @@ fn main() {
             offsets_flags_and_mprotect,
         ),
         (
-            "the tools explain a missing module or missing root in one line",
+            "the tools explain a missing module, root or debugfs in one line",
             tools_explain_what_is_missing,
+        ),
+        (
+            "pfdemo touch --map rows, frames --instance and verify agree with debugfs",
+            pfdemo_touch_frames_and_verify,
+        ),
+        (
+            "pfdemo touch --private and --threads 2",
+            pfdemo_touch_private_and_threads,
+        ),
+        (
+            "pfdemo stats shows the counters and the histogram",
+            pfdemo_stats_shows_the_counters,
+        ),
+        (
+            "no kernel pointer in debugfs, fdinfo or the module's log",
+            no_kernel_pointers_in_any_output,
         ),
         (
             "SIGBUS at max_total_pages, counts intact",
@@ -1117,8 +1831,12 @@ fn main() {
             rmmod_refused_while_open,
         ),
         (
-            "invalid module parameters are refused",
+            "invalid module parameters are refused with EINVAL and a log line",
             invalid_parameters_refused,
+        ),
+        (
+            "an unknown module parameter is ignored with a warning",
+            unknown_parameter_is_ignored_with_a_warning,
         ),
     ];
     println!(
@@ -1139,6 +1857,13 @@ fn main() {
             }
         }
     }
+    let params = base_params().join(",");
+    println!(
+        "RPD-RELIABILITY: mode=e2e params={} cases={} passed={passed} failed={failed} bad_inputs={}",
+        if params.is_empty() { "default" } else { &params },
+        cases.len(),
+        BAD_INPUTS.load(Ordering::Relaxed)
+    );
     println!("e2e: {passed} passed, {failed} failed");
     std::process::exit(if failed == 0 { 0 } else { 1 });
 }
