@@ -14,6 +14,38 @@ failed=0
 failures=()
 pass() { passed=$((passed + ${2:-1})); }
 fail() { failed=$((failed + ${2:-1})); failures+=("$1"); printf 'FAILED: %s\n' "$1" >&2; }
+summary=$RPD_LOGS/reliability-summary.md
+# summarise FLAVOUR REPORTS: the reliability figures of one VM run, from its RPD-RELIABILITY
+# lines (reliability-FLAVOUR.txt) and the count of kernel reports in its log, as rows of the
+# README's reliability table.
+summarise() {
+	awk -v f="$1" -v reports="$2" '
+	{
+		delete kv
+		for (i = 2; i <= NF; i++) { n = index($i, "="); kv[substr($i, 1, n - 1)] = substr($i, n + 1) }
+		m = kv["mode"]
+	}
+	m == "e2e" {
+		sets++; cases += kv["cases"]; passed += kv["passed"]; bad += kv["bad_inputs"]
+		names = names (names == "" ? "" : ", ") kv["params"]
+	}
+	m == "stress" || m == "inject" { leaked += kv["leaked"]; lost += kv["lost"] }
+	m == "stress" {
+		printf "| stress (%s kernel): seed %s, %s processes x %s threads | %s operations, %s faults, %s forks, %s MADV_DONTNEED, %s debugfs reads in %s s; %s contents lost |\n", f, kv["seed"], kv["procs"], kv["threads"], kv["ops"], kv["faults"], kv["forks"], kv["dontneed"], kv["debugfs_reads"], kv["seconds"], kv["lost"]
+	}
+	m == "inject" {
+		printf "| fault injection (%s kernel): seed %s, %s x %s | %s operations, %s injected failures, %s clean ENOMEM errors (open %s, mmap %s), oom counter +%s, %s contents lost |\n", f, kv["seed"], kv["procs"], kv["threads"], kv["ops"], kv["injected"], kv["enomem"], kv["open_enomem"], kv["mmap_enomem"], kv["oom"], kv["lost"]
+	}
+	m == "lifecycle" {
+		printf "| insmod/traffic/rmmod cycles (%s kernel) | %s; Slab %s kB, MemFree %s kB, memcg kernel memory %s kB |\n", f, kv["cycles"], kv["slab_kb"], kv["memfree_kb"], kv["memcg_kernel_kb"]
+	}
+	END {
+		printf "| end-to-end cases (%s kernel) | %d in %d parameter sets (%s), %d passing |\n", f, cases, sets, names, passed
+		printf "| bad inputs tried (%s kernel) | %d per parameter set, %d in all |\n", f, sets ? bad / sets : 0, bad
+		printf "| kernel reports (%s kernel) | %d |\n", f, reports
+		printf "| frames leaked after all closes (%s kernel) | %d |\n", f, leaked
+	}' "$RPD_LOGS/reliability-$1.txt"
+}
 check() { # check NAME CMD...: one test that passes when CMD succeeds
 	local name=$1
 	shift
@@ -54,6 +86,7 @@ pass "cargo test" "$n_ok"
 "$RPD_TOP/scripts/user.sh"
 ksrc=$(ls -d "$RPD_ROOT"/build/linux-*/ | head -n 1)
 ksrc=${ksrc#"$RPD_ROOT"}
+printf '| what | figure |\n|---|---|\n' >"$summary"
 for f in $flavours; do
 	say "VM ($f kernel): module, initramfs, boot"
 	FLAVOUR=$f "$RPD_TOP/scripts/module.sh" modules
@@ -84,6 +117,9 @@ for f in $flavours; do
 
 	# End-to-end, stress and lifecycle tests (TAP lines) and the tour.
 	grep '^RPD-RELIABILITY:' <<<"$clean" >"$RPD_LOGS/reliability-$f.txt" || true
+	if [ "$f" = debug ] && ! grep -q ' mode=inject ' "$RPD_LOGS/reliability-$f.txt"; then
+		fail "[$f] no fault-injection run (mode=inject) in the reliability figures"
+	fi
 	e_ok=$(grep -cE '^ok [0-9]+ - ' <<<"$clean" || true)
 	e_bad=$(grep -cE '^not ok [0-9]+ - ' <<<"$clean" || true)
 	[ "$e_ok" -gt 0 ] || fail "[$f] in-VM tests: no results"
@@ -97,16 +133,25 @@ steps = json.load(sys.stdin)
 sides = {s["side"] for s in steps}
 assert sides == {"device", "anon", "both"}, sides
 assert all(s["ok"] for s in steps), [s for s in steps if not s["ok"]]
-assert {s["step"] for s in steps if s["side"] == "device"} == set(range(1, 9))
+steps_of = lambda side: sorted(s["step"] for s in steps if s["side"] == side)
+dev, anon = steps_of("device"), steps_of("anon")
+assert set(dev) == set(range(1, 9)), dev
+pages = dev.count(2)
+assert pages >= 1 and all(dev.count(n) == pages for n in range(2, 9)) and dev.count(1) == 1, dev
+assert anon == [1] + sorted([4, 5, 8] * pages), anon
+assert steps_of("both") == [9, 10], steps_of("both")
 ' <"$RPD_LOGS/tour-$f.json"
 
 	# Kernel reports: any of these in the guest log is a failure.
 	splats=$(grep -E 'BUG:|WARNING:|KASAN|UBSAN|Oops|Kernel panic|panicked at|RIP:|general protection|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|unreferenced object|kmemleak: [0-9]+ new suspected|sleeping function called from invalid context|Bad page' <<<"$clean" || true)
 	if [ -n "$splats" ]; then fail "[$f] kernel reports in the guest log: $(echo "$splats" | head -n 3 | tr '\n' ';')"; else pass "[$f] no kernel reports"; fi
+	summarise "$f" "$(grep -c . <<<"$splats" || true)" >>"$summary"
 	[ "$vm_rc" -eq 0 ] || fail "[$f] guest exit status $vm_rc (log: $log)"
 done
 
 say "summary"
+echo "reliability figures ($summary):"
+cat "$summary"
 for x in "${failures[@]}"; do echo "  failed: $x"; done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
