@@ -613,6 +613,39 @@ fn memcg_kernel_kb() -> Option<u64> {
         .map(|bytes| bytes / 1024)
 }
 
+/// Objects in use per slab cache, from /proc/slabinfo (empty if the kernel has none).
+fn slab_objects() -> HashMap<String, i64> {
+    std::fs::read_to_string("/proc/slabinfo")
+        .unwrap_or_default()
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?.to_string();
+            let active: i64 = w.next()?.parse().ok()?;
+            let size: i64 = w.nth(1)?.parse().ok()?;
+            Some((name, active * size))
+        })
+        .collect()
+}
+
+/// The caches whose bytes in use grew the most from `a` to `b`, largest first.
+fn slab_growth(a: &HashMap<String, i64>, b: &HashMap<String, i64>) -> String {
+    let mut grown: Vec<(i64, &str)> = b
+        .iter()
+        .map(|(n, v)| (v - a.get(n).copied().unwrap_or(0), n.as_str()))
+        .filter(|(d, _)| *d != 0)
+        .collect();
+    grown.sort();
+    grown.reverse();
+    grown
+        .iter()
+        .take(6)
+        .map(|(d, n)| format!("{n} {d:+}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn lifecycle(cycles: u32, module: &str) -> ! {
     let cycles = cycles.max(1);
     let mut tap = Tap { n: 0, failed: 0 };
@@ -670,7 +703,7 @@ fn lifecycle(cycles: u32, module: &str) -> ! {
             kernel0 = memcg_kernel_kb();
         }
         if [first, middle, cycles - 1].contains(&c) {
-            samples.push((c, meminfo("Slab:"), meminfo("MemFree:")));
+            samples.push((c, meminfo("Slab:"), meminfo("MemFree:"), slab_objects()));
         }
     }
     let kernel1 = if memcg.is_ok() {
@@ -682,6 +715,16 @@ fn lifecycle(cycles: u32, module: &str) -> ! {
     let (slab0, free0) = samples.first().map_or((0, 0), |s| (s.1, s.2));
     let (slab1, free1) = samples.last().map_or((0, 0), |s| (s.1, s.2));
     let (slab_mid, free_mid) = samples.get(1).map_or((0, 0), |s| (s.1, s.2));
+    if let (Some(a), Some(m), Some(b)) = (samples.first(), samples.get(1), samples.last()) {
+        println!(
+            "# slab bytes grown, first half: {}",
+            slab_growth(&a.3, &m.3)
+        );
+        println!(
+            "# slab bytes grown, second half: {}",
+            slab_growth(&m.3, &b.3)
+        );
+    }
     let measured = cycles - 1 - first;
     tap.check(
         &format!("{cycles} insmod/traffic/rmmod cycles all worked"),
@@ -722,13 +765,16 @@ fn lifecycle(cycles: u32, module: &str) -> ! {
             || report.chars().take(2000).collect(),
         );
     } else {
-        // A steady leak grows as much in the second half of the run as in the first; caches
-        // that fill up settle early (measured: +84 kB in the first half, +12 kB in the
-        // second). Over the second half (95 cycles), 48 kB is one leaked 512-byte object per
-        // cycle, and more fails.
+        // Slab pages move with SLUB's per-CPU and partial slabs, and with objects in flight
+        // when the sample is taken: measured over 190 cycles, +68 to +136 kB, and the
+        // objects in use (/proc/slabinfo, printed above) change by tens of kB in caches that
+        // are busy, not by a steady amount in one. 192 kB over the run is 1 kB a cycle: one
+        // leaked kmalloc-1k object (or an Instance and its XArray node) per cycle fails it.
+        // The exact checks are the memory cgroup's for frames and kmemleak's (debug kernel)
+        // for objects.
         tap.check(
-            "slab: no steady growth (at most 48 kB over the second half)",
-            slab1 <= slab_mid + 48,
+            "slab grew by at most 192 kB over the cycles",
+            slab1 <= slab0 + 192,
             || {
                 format!(
                     "Slab {slab0} -> {slab_mid} -> {slab1} kB (cycles {first}, {middle}, {})",
