@@ -7,6 +7,7 @@
 #   make                                   build against the project's VM kernel
 #   make run | test | test-debug | bench   the demo, the tests (default / debug kernel),
 #                                          the benchmark
+#   make profile                           where the fault paths spend their time
 #
 # Without KDIR the build runs inside the project's build root (see scripts/),
 # because a Rust module must be built by the same rustc as its kernel.
@@ -61,5 +62,7 @@ test-debug:
 	TEST_FLAVOURS=debug scripts/test.sh
 bench:
 	scripts/bench.sh
+profile:
+	scripts/profile.sh
 
-.PHONY: default modules modules_install clean rust-analyzer fmtcheck fmt buildroot kernel run test test-debug bench
+.PHONY: default modules modules_install clean rust-analyzer fmtcheck fmt buildroot kernel run test test-debug bench profile

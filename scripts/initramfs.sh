@@ -11,7 +11,7 @@ bin=$RPD_USER_TARGET_IN/x86_64-unknown-linux-gnu/release
 	rm -rf \$s && mkdir -p \$s/bin \$s/sbin \$s/proc \$s/sys \$s/dev \$s/tmp \$s/lib/modules \$s/etc
 	cp /bin/busybox \$s/bin/busybox
 	cp $RPD_SRC_IN/qemu/init \$s/init
-	cp $RPD_SRC_IN/qemu/guest-test.sh \$s/bin/guest-test.sh
+	cp $RPD_SRC_IN/qemu/guest-test.sh $RPD_SRC_IN/qemu/guest-profile.sh \$s/bin/
 	cp $ko \$s/lib/modules/
 	cp $bin/pfdemo $bin/pfdemo-e2e $bin/pfdemo-stress \$s/bin/
 	echo 'root:x:0:0:root:/root:/bin/sh' >\$s/etc/passwd

@@ -12,7 +12,8 @@ flavour=${1:-$FLAVOUR}
 case $flavour in
 default) frags="qemu/kernel.config" ;;
 debug) frags="qemu/kernel.config qemu/kernel-debug.config" ;;
-*) die "unknown kernel flavour '$flavour'" "Flavours: default, debug." ;;
+profile) frags="qemu/kernel.config qemu/kernel-profile.config" ;;
+*) die "unknown kernel flavour '$flavour'" "Flavours: default, debug, profile." ;;
 esac
 "$RPD_TOP/scripts/buildroot.sh"
 

@@ -4,7 +4,9 @@
 //! split between `--threads` threads over disjoint ranges, and the time from the first touch
 //! to the last is what counts. Modes run interleaved (A B C A B C ...) `--reps` times, so a
 //! slow moment of the machine hits all of them alike; the report gives the median and the
-//! spread. Device modes reload the module with the parameters they need.
+//! spread. Device modes reload the module with the parameters they need. One untimed round
+//! comes first: the host's first touch of the guest's memory is a fault of its own, which
+//! would otherwise be charged to whichever mode ran first.
 
 use crate::{io, Res};
 use pfdemo::sys::{self, page_size, Device, Mapping};
@@ -36,14 +38,21 @@ pub struct Args {
         default_value = "/lib/modules/rust_pagefault_demo.ko"
     )]
     pub module: String,
+    /// Only these modes, e.g. "anon,device" (default: every mode this kernel offers).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub modes: Vec<Mode>,
+    /// Sum the kernel's own profile (/proc/profile; boot with profile=2) over the timed parts
+    /// and write it to this file, in /proc/profile's format (make profile reads it).
+    #[arg(long)]
+    pub profile_out: Option<String>,
     /// Write the results as JSON to this file as well.
     #[arg(long)]
     pub json_out: Option<String>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Serialize, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Debug, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
-enum Mode {
+pub enum Mode {
     /// Anonymous private memory with THP off: the kernel's 4 KiB fault path.
     Anon,
     /// Anonymous memory with MADV_HUGEPAGE: the kernel's 2 MiB fault path.
@@ -158,9 +167,70 @@ fn touch(map: &Mapping, from: usize, to: usize) {
     }
 }
 
+/// The kernel's own profile (`/proc/profile`, there when the kernel was booted with
+/// `profile=N`), summed over the timed part of the measurements only: not over module
+/// reloads, mappings being set up or torn down, or the benchmark's own bookkeeping.
+pub struct KernelProfile {
+    step: u32,
+    hits: Vec<u32>,
+}
+
+impl KernelProfile {
+    const PATH: &'static str = "/proc/profile";
+
+    /// The profile file: the sampling step in bytes, then one hit count per step of the
+    /// kernel's text.
+    fn read() -> Res<(u32, Vec<u32>)> {
+        let raw = io("read /proc/profile", std::fs::read(Self::PATH))?;
+        let mut words = raw
+            .chunks_exact(4)
+            .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+        let step = words
+            .next()
+            .ok_or("/proc/profile is empty: boot with profile=2")?;
+        Ok((step, words.collect()))
+    }
+
+    pub fn new() -> Res<Self> {
+        let (step, hits) = Self::read()?;
+        Ok(Self {
+            step,
+            hits: vec![0; hits.len()],
+        })
+    }
+
+    /// Adds what the kernel counted between `before` and now.
+    fn add_since(&mut self, before: &[u32]) -> Res {
+        let (_, now) = Self::read()?;
+        for ((sum, now), before) in self.hits.iter_mut().zip(now).zip(before) {
+            *sum = sum.wrapping_add(now.wrapping_sub(*before));
+        }
+        Ok(())
+    }
+
+    /// Writes the sums in `/proc/profile`'s own format.
+    pub fn write(&self, path: &str) -> Res {
+        let mut out = Vec::with_capacity(4 * (self.hits.len() + 1));
+        for word in std::iter::once(self.step).chain(self.hits.iter().copied()) {
+            out.extend_from_slice(&word.to_ne_bytes());
+        }
+        io("write profile", std::fs::write(path, out))
+    }
+}
+
 /// Runs `threads` threads, thread `t` calling `work(t)`, and returns the wall time from
-/// their common start to the last one's end, in ns.
-fn timed<F: Fn(usize) + Sync>(threads: usize, work: F) -> f64 {
+/// their common start to the last one's end, in ns; with `profile`, the kernel's samples of
+/// that time are added to it.
+fn timed<F: Fn(usize) + Sync>(
+    threads: usize,
+    profile: Option<&mut KernelProfile>,
+    work: F,
+) -> Res<f64> {
+    let before = if profile.is_some() {
+        Some(KernelProfile::read()?.1)
+    } else {
+        None
+    };
     let barrier = std::sync::Barrier::new(threads + 1);
     let start = std::thread::scope(|s| {
         for t in 0..threads {
@@ -173,11 +243,20 @@ fn timed<F: Fn(usize) + Sync>(threads: usize, work: F) -> f64 {
         barrier.wait();
         Instant::now()
     });
-    start.elapsed().as_nanos() as f64
+    let ns = start.elapsed().as_nanos() as f64;
+    if let (Some(profile), Some(before)) = (profile, before) {
+        profile.add_since(&before)?;
+    }
+    Ok(ns)
 }
 
 /// One measurement of `mode`: ns per page.
-fn measure(mode: Mode, pages: usize, threads: usize) -> Res<f64> {
+fn measure(
+    mode: Mode,
+    pages: usize,
+    threads: usize,
+    profile: Option<&mut KernelProfile>,
+) -> Res<f64> {
     let per = pages / threads;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let ns = match mode {
@@ -201,7 +280,7 @@ fn measure(mode: Mode, pages: usize, threads: usize) -> Res<f64> {
                 libc::MADV_HUGEPAGE
             };
             io("madvise", map.madvise(advice))?;
-            timed(threads, |t| {
+            timed(threads, profile, |t| {
                 touch(&map, first + t * per, first + (t + 1) * per)
             })
         }
@@ -212,7 +291,7 @@ fn measure(mode: Mode, pages: usize, threads: usize) -> Res<f64> {
             )?;
             io("madvise", map.madvise(libc::MADV_NOHUGEPAGE))?;
             touch(&map, 0, pages);
-            timed(threads, |t| {
+            timed(threads, profile, |t| {
                 let len = per * page_size();
                 // SAFETY: thread `t` writes its own `len` bytes inside the mapping.
                 unsafe { std::ptr::write_bytes(map.as_ptr().add(t * len), 0, len) };
@@ -225,7 +304,7 @@ fn measure(mode: Mode, pages: usize, threads: usize) -> Res<f64> {
             } else {
                 io("mmap", dev.map(pages, 0, true))?
             };
-            timed(threads, |t| touch(&map, t * per, (t + 1) * per))
+            timed(threads, profile, |t| touch(&map, t * per, (t + 1) * per))
         }
         Mode::DeviceSeparate => {
             let maps = (0..threads)
@@ -236,9 +315,9 @@ fn measure(mode: Mode, pages: usize, threads: usize) -> Res<f64> {
                 })
                 .collect::<std::io::Result<Vec<_>>>();
             let maps = io("open and mmap", maps)?;
-            timed(threads, |t| touch(&maps[t].1, 0, per))
+            timed(threads, profile, |t| touch(&maps[t].1, 0, per))
         }
-    };
+    }?;
     Ok(ns / (per * threads) as f64)
 }
 
@@ -319,16 +398,36 @@ pub fn run(args: Args) -> Res {
     if threads.iter().any(|&t| t > 1) {
         modes.insert(modes.len() - 1, Mode::DeviceSeparate);
     }
+    if !args.modes.is_empty() {
+        modes.retain(|m| args.modes.contains(m));
+    }
     eprintln!(
         "bench: {} MiB, {} reps, threads {threads:?}, clock {clocksource} ({resolution:.0} ns), {vcpus} vCPUs",
         args.mib, args.reps
     );
 
     // First, while the slab caches hold no freed XArray nodes of earlier runs to reuse.
-    let metadata = metadata_per_frame(&args.module, pages.min(65536))?;
+    let metadata = if modes.contains(&Mode::Device) {
+        Some(metadata_per_frame(&args.module, pages.min(65536))?)
+    } else {
+        None
+    };
 
     // Device frames of all threads must fit under the cap; a quarter of RAM may be less.
     let cap = format!("max_total_pages={}", pages + 1024);
+    eprintln!("bench: one untimed round first (warm-up)");
+    for &mode in &modes {
+        if let Some(mut params) = mode.params(args.batch) {
+            params.push(cap.clone());
+            reload(&args.module, &params)?;
+        }
+        measure(mode, pages, 1, None)?;
+    }
+    let mut profile = if args.profile_out.is_some() {
+        Some(KernelProfile::new()?)
+    } else {
+        None
+    };
     let mut samples: Vec<(Mode, usize, Vec<f64>)> = Vec::new();
     let (mut handler_ns, mut handler_calls) = (0u64, 0u64);
     for &t in &threads {
@@ -342,7 +441,7 @@ pub fn run(args: Args) -> Res {
                     reload(&args.module, &params)?;
                 }
                 let before = sys::read_stats().ok();
-                let ns = measure(mode, pages, t)?;
+                let ns = measure(mode, pages, t, profile.as_mut())?;
                 if let (Some(b), Ok(a)) = (before, sys::read_stats()) {
                     if mode == Mode::Device && t == 1 {
                         handler_ns += a.get("handler_ns") - b.get("handler_ns");
@@ -399,11 +498,14 @@ pub fn run(args: Args) -> Res {
         rows,
         handler_mean_ns: (handler_calls > 0).then(|| handler_ns as f64 / handler_calls as f64),
         handler_calls,
-        metadata_bytes_per_frame: Some(metadata),
+        metadata_bytes_per_frame: metadata,
         notes,
     };
     print_table(&report);
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    if let (Some(profile), Some(path)) = (&profile, &args.profile_out) {
+        profile.write(path)?;
+    }
     if let Some(path) = &args.json_out {
         io("write json", std::fs::write(path, json + "\n"))?;
     }
