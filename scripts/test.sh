@@ -37,7 +37,7 @@ summarise() {
 		printf "| fault injection (%s kernel): seed %s, %s x %s | %s operations, %s injected failures, %s clean ENOMEM errors (open %s, mmap %s), oom counter +%s, %s contents lost |\n", f, kv["seed"], kv["procs"], kv["threads"], kv["ops"], kv["injected"], kv["enomem"], kv["open_enomem"], kv["mmap_enomem"], kv["oom"], kv["lost"]
 	}
 	m == "lifecycle" {
-		printf "| insmod/traffic/rmmod cycles (%s kernel) | %s; Slab %s kB, MemFree %s kB, memcg kernel memory %s kB |\n", f, kv["cycles"], kv["slab_kb"], kv["memfree_kb"], kv["memcg_kernel_kb"]
+		printf "| insmod/traffic/rmmod cycles (%s kernel) | %s; Slab %s kB, free memory %s kB, memcg kernel memory %s kB |\n", f, kv["cycles"], kv["slab_kb"], kv["free_kb"], kv["memcg_kernel_kb"]
 	}
 	END {
 		printf "| end-to-end cases (%s kernel) | %d in %d parameter sets (%s), %d passing |\n", f, cases, sets, names, passed
