@@ -49,13 +49,12 @@ use kernel::{
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::{VmaMixedMap, VmaNew},
-    new_mutex,
     page::{PAGE_MASK, PAGE_SHIFT, PAGE_SIZE},
     prelude::*,
     seq_file::{seq_print, SeqFile},
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc, ArcBorrow, Mutex, MutexGuard, SetOnce,
+        Arc, ArcBorrow, SetOnce,
     },
     time::{Instant, Monotonic},
     xarray::{self, AllocKind, XArray},
@@ -403,22 +402,21 @@ const FILL_MAX: usize = vm::PageBatch::CAPACITY;
 
 /// The frames of one instance, indexed by frame number: page offset >> `ORDER`.
 ///
-/// Lookups take only the XArray's spinlock; inserts are also serialised by `insert`, so that
-/// the check for an existing frame and the store are one step even when the XArray drops its
-/// lock to allocate a node. A frame costs the table one XArray slot (8 bytes, plus about 1/64
-/// of a 576-byte node): about 9 bytes of metadata per frame.
+/// Lookups and stores take only the XArray's spinlock; there is no writer lock of our own,
+/// which concurrent first touches would fight over (see [`Self::store`] for how a store stays
+/// correct when the XArray drops its lock to allocate a node). A frame costs the table one
+/// XArray slot (8 bytes, plus about 1/64 of a 576-byte node): about 9 bytes of metadata per
+/// frame.
 ///
 /// # Invariants
 ///
-/// Frames are only ever added, never removed or replaced, until the table is dropped. So a
-/// frame found in the table stays valid for as long as the table is borrowed.
+/// A frame, once any holder of the lock can see it in the table, stays there, never removed
+/// or replaced, until the table is dropped; frames are never freed before that. So a frame
+/// found in the table stays valid for as long as the table is borrowed.
 #[pin_data]
 struct FrameTable<const ORDER: u32> {
     #[pin]
     frames: XArray<vm::Frame<ORDER>>,
-    /// Serialises writers of `frames`; readers do not take it.
-    #[pin]
-    insert: Mutex<()>,
     /// The number of frames in `frames`.
     count: Atomic<usize>,
     /// One past the highest frame number in `frames`.
@@ -430,7 +428,6 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         // INVARIANT: the table starts empty.
         pin_init!(Self {
             frames <- XArray::new(AllocKind::Alloc),
-            insert <- new_mutex!(()),
             count: Atomic::new(0),
             end: Atomic::new(0),
         })
@@ -450,11 +447,15 @@ impl<const ORDER: u32> FrameTable<ORDER> {
     }
 
     /// Stores `frame` as frame number `index` unless the table has that frame already, with
-    /// the writer lock held and `frames` locked. Returns whether `frame` went in; if not, it
-    /// is freed.
+    /// `frames` locked. Returns whether `frame` went in; if not, it is freed.
+    ///
+    /// `XArray::store` may drop the lock to allocate a node, and a concurrent fault may store
+    /// a frame for the same index meanwhile. Then our store displaces that first frame and
+    /// returns it, with the lock held again: it goes straight back before the lock is dropped,
+    /// so no one ever sees ours, and the first frame stored for an offset is the one that stays
+    /// (the type invariant).
     fn store(
         &self,
-        _writer: &MutexGuard<'_, ()>,
         frames: &mut xarray::Guard<'_, vm::Frame<ORDER>>,
         index: usize,
         frame: vm::Frame<ORDER>,
@@ -462,16 +463,19 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         if frames.get(index).is_some() {
             return Ok(false);
         }
-        // Only the holder of `_writer` stores, so the slot is still empty when `store` takes
-        // the XArray lock again after allocating a node; it returns the previous entry, `None`.
-        if let Some(previous) = frames
+        if let Some(first) = frames
             .store(index, frame, GFP_KERNEL)
             .map_err(|e| e.error)?
         {
-            // Unreachable by the argument above. Freeing the entry could free a mapped frame,
-            // so it is leaked rather than dropped, and the bug is reported.
-            pr_err!("frame table: slot {index} was refilled under the writer lock\n");
-            core::mem::forget(previous);
+            // The slot's node exists now, so this store allocates nothing and cannot drop the
+            // lock; GFP_NOWAIT makes sure of it. It returns ours, which is freed here.
+            if let Err(e) = frames.store(index, first, GFP_NOWAIT) {
+                // Unreachable by the argument above. The first frame may be mapped, so it is
+                // leaked rather than freed, and the bug is reported.
+                pr_err!("frame table: slot {index}: the first frame could not go back\n");
+                core::mem::forget(e.value);
+            }
+            return Ok(false);
         }
         self.count.add(1, Relaxed);
         let mut end = self.end.load(Relaxed);
@@ -498,12 +502,11 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         }
         let reservation = budget.reserve(1 << ORDER).ok_or(Shortage::Cap)?;
         let frame = vm::Frame::alloc_zeroed().map_err(|_| Shortage::Memory)?;
-        let writer = self.insert.lock();
         let mut frames = self.frames.lock();
         // A concurrent fault may have stored a frame meanwhile: then ours is freed, and the
         // reservation given back when it drops.
         let stored = self
-            .store(&writer, &mut frames, index, frame)
+            .store(&mut frames, index, frame)
             .map_err(|_| Shortage::Memory)?;
         let frame = frames.get(index).ok_or(Shortage::Memory)?;
         // SAFETY: by the type invariant, a frame in the table stays there, valid, for as long
@@ -559,13 +562,12 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         }
         let mut stored = 0;
         {
-            let writer = self.insert.lock();
             let mut frames = self.frames.lock();
             for (i, new) in new[..n].iter_mut().enumerate() {
                 let Some(frame) = new.take() else {
                     continue;
                 };
-                match self.store(&writer, &mut frames, start + i, frame) {
+                match self.store(&mut frames, start + i, frame) {
                     Ok(true) => stored += 1,
                     Ok(false) => {}
                     Err(_) => {
