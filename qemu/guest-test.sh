@@ -7,37 +7,39 @@
 # fault maps 16 pages) and with huge=1 (2 MiB frames); they derive their expected counts
 # from the settings the module prints in its stats file.
 set -u
+# Each step says when it starts (seconds since boot), so a slow step shows in the log.
+step() { echo "RPD-STEP: $* (at $(cut -d' ' -f1 /proc/uptime) s)"; }
 dmesg -n 4
 rc=0
 module=/lib/modules/rust_pagefault_demo.ko
-echo "RPD-STEP: insmod (runs the module's KUnit suite)"
+step "insmod (runs the module's KUnit suite)"
 insmod $module || { echo "RPD-FAIL: insmod"; exit 1; }
-echo "RPD-STEP: end-to-end tests"
+step "end-to-end tests"
 pfdemo-e2e || rc=1
-echo "RPD-STEP: tour"
+step "tour"
 pfdemo tour --check >/tmp/tour.out 2>&1 || rc=1
 cat /tmp/tour.out
 echo "RPD-TOUR-JSON-BEGIN"
 pfdemo tour --check --json || rc=1
 echo "RPD-TOUR-JSON-END"
 for params in "prefault=16" "huge=1"; do
-	echo "RPD-STEP: end-to-end tests with $params"
+	step "end-to-end tests with $params"
 	rmmod rust_pagefault_demo && insmod $module $params || { echo "RPD-FAIL: reload"; rc=1; }
 	RPD_PARAMS="$params" pfdemo-e2e || rc=1
 done
-echo "RPD-STEP: stress (seeded, bounded)"
+step "stress (seeded, bounded)"
 rmmod rust_pagefault_demo && insmod $module || { echo "RPD-FAIL: reload"; rc=1; }
 pfdemo-stress run --seed 1 --procs 4 --threads 3 --ops 8000 --seconds 40 || rc=1
 if [ -d /sys/kernel/debug/fail_page_alloc ]; then
-	echo "RPD-STEP: stress with fault injection (5% of the workers' allocations fail)"
+	step "stress with fault injection (5% of the workers' allocations fail)"
 	pfdemo-stress run --seed 2 --procs 2 --threads 2 --ops 1500 --seconds 30 --inject 5 || rc=1
 fi
-echo "RPD-STEP: insmod/rmmod lifecycle"
+step "insmod/rmmod lifecycle"
 pfdemo-stress lifecycle --cycles 200 || rc=1
-echo "RPD-STEP: unload"
+step "unload"
 rmmod rust_pagefault_demo || { echo "RPD-FAIL: rmmod"; rc=1; }
 if [ -e /sys/kernel/debug/kmemleak ]; then
-	echo "RPD-STEP: kmemleak scan"
+	step "kmemleak scan"
 	echo scan >/sys/kernel/debug/kmemleak
 	echo scan >/sys/kernel/debug/kmemleak
 	cat /sys/kernel/debug/kmemleak

@@ -53,6 +53,39 @@ fn invalid(e: parse::ParseError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// Loads the module file at `path` with `params` by finit_module(2), as insmod does, without
+/// starting a process; the error is the errno.
+pub fn load_module(path: &str, params: &[&str]) -> Result<(), i32> {
+    let file = File::open(path).map_err(|e| e.raw_os_error().unwrap_or(0))?;
+    let params = std::ffi::CString::new(params.join(" ")).map_err(|_| libc::EINVAL)?;
+    // SAFETY: a valid module file descriptor and a NUL-terminated parameter string, both
+    // alive for the call.
+    let r = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+/// Unloads the module by delete_module(2), as rmmod does (without waiting: a module in use
+/// gives EWOULDBLOCK); the error is the errno.
+pub fn unload_module() -> Result<(), i32> {
+    // SAFETY: a NUL-terminated module name, alive for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_delete_module,
+            c"rust_pagefault_demo".as_ptr(),
+            libc::O_NONBLOCK,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
 pub fn read_stats() -> io::Result<Stats> {
     Stats::parse(&read_debugfs("stats")?).map_err(invalid)
 }

@@ -171,43 +171,6 @@ fn pfdemo(args: &[&str]) -> Result<String, String> {
     Ok(out)
 }
 
-/// Loads the module with `params` by finit_module(2) itself, for the exact errno.
-fn load_module(params: &[&str]) -> Result<(), i32> {
-    let file = std::fs::File::open(module_path()).map_err(|e| e.raw_os_error().unwrap_or(0))?;
-    let params = std::ffi::CString::new(params.join(" ")).map_err(|_| libc::EINVAL)?;
-    // SAFETY: a valid module file descriptor and a NUL-terminated parameter string.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_finit_module,
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            params.as_ptr(),
-            0,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    }
-}
-
-/// Unloads the module by delete_module(2) (as rmmod does, without waiting), for the errno.
-fn unload_module() -> Result<(), i32> {
-    // SAFETY: a NUL-terminated module name.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_delete_module,
-            c"rust_pagefault_demo".as_ptr(),
-            libc::O_NONBLOCK,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    }
-}
-
 /// The kernel log lines that `act` caused.
 fn kernel_log_of<T>(act: impl FnOnce() -> T) -> Result<(T, Vec<String>), String> {
     let mut kmsg = io("open /dev/kmsg", Kmsg::from_now())?;
@@ -867,7 +830,7 @@ fn rmmod_refused_while_open() -> Check {
     let dev = io("open", Device::open())?;
     // The open file holds a reference on the module: delete_module says EWOULDBLOCK (EAGAIN).
     tried(1);
-    let busy = unload_module();
+    let busy = sys::unload_module();
     if busy.is_ok() {
         reload(&[])?;
     }
@@ -922,7 +885,7 @@ fn invalid_parameters_refused() -> Check {
     let mut problems = Vec::new();
     for (bad, line) in &cases {
         let words: Vec<&str> = bad.split_whitespace().collect();
-        let (loaded, log) = kernel_log_of(|| load_module(&words))?;
+        let (loaded, log) = kernel_log_of(|| sys::load_module(&module_path(), &words))?;
         if loaded.is_ok() {
             run("rmmod", &["rust_pagefault_demo"])?;
         }
@@ -953,7 +916,7 @@ fn unknown_parameter_is_ignored_with_a_warning() -> Check {
     let mut params = base_params();
     params.push("no_such_knob=1".into());
     let words: Vec<&str> = params.iter().map(String::as_str).collect();
-    let (loaded, log) = kernel_log_of(|| load_module(&words))?;
+    let (loaded, log) = kernel_log_of(|| sys::load_module(&module_path(), &words))?;
     if loaded.is_err() {
         reload(&[])?;
     }
