@@ -65,6 +65,8 @@ else
 fi
 
 check "rustfmt (module and user programs)" "$RPD_TOP/scripts/fmt.sh" --check
+check "make profile's report attributes samples to the right functions" "$RPD_TOP/scripts/in-root.sh" \
+	python3 "$RPD_SRC_IN/scripts/profile_report.py" --self-test
 lint=$(FLAVOUR=default CLIPPY=1 "$RPD_TOP/scripts/module.sh" modules 2>&1) || true
 if echo "$lint" | grep -qE '^(warning|error)'; then
 	echo "$lint" >&2

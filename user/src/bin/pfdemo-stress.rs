@@ -614,32 +614,16 @@ fn memcg_kernel_kb() -> Option<u64> {
 }
 
 /// Free memory in kB: MemFree plus the pages waiting on the per-CPU free lists (the `count`
-/// of every pageset in /proc/zoneinfo), which MemFree leaves out, and the kernel's cache for
-/// module text (see [`execmem_cache_kb`]). The per-CPU lists hold up to several MB each and fill and drain with any activity, and
-/// the module-text cache grows and shrinks in 2 MB steps as modules come and go; counted
-/// in, free memory is steady.
+/// of every pageset in /proc/zoneinfo), which MemFree leaves out. Those lists hold up to
+/// several MB each and fill and drain with any activity; counted in, free memory is steady
+/// but for the module-text cache (see the lifecycle's bound).
 fn free_kb() -> u64 {
     let pcp_pages: u64 = std::fs::read_to_string("/proc/zoneinfo")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().strip_prefix("count:")?.trim().parse::<u64>().ok())
         .sum();
-    meminfo("MemFree:") + pcp_pages * page_size() as u64 / 1024 + execmem_cache_kb()
-}
-
-/// The kernel's cache for module text, in kB: on x86 (`EXECMEM_ROX`) module text comes from
-/// 2 MB areas that stay allocated while any part is in use, and are given back later by a
-/// work item, so each load and unload can move free memory by 2 MB that no module keeps.
-/// These are the `execmem_alloc` areas of /proc/vmallocinfo (not `execmem_alloc_rw`: a
-/// module's data, which its unload frees).
-fn execmem_cache_kb() -> u64 {
-    std::fs::read_to_string("/proc/vmallocinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(" execmem_alloc+"))
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .sum::<u64>()
-        / 1024
+    meminfo("MemFree:") + pcp_pages * page_size() as u64 / 1024
 }
 
 /// Objects in use per slab cache, from /proc/slabinfo (empty if the kernel has none).
@@ -820,12 +804,16 @@ fn lifecycle(cycles: u32, module: &str) -> ! {
                 )
             },
         );
-        // Free memory, per-CPU lists included (see free_kb), is steady: measured -164 kB
-        // over 190 cycles (MemFree alone swung by up to 13 MB). A cycle's frames are 256 kB;
-        // 1 MB over the run fails a leak of 2 pages a cycle.
+        // Free memory, per-CPU lists included (see free_kb), is steady but for one thing: on
+        // x86 module text comes from 2 MB areas of the kernel's execmem cache, which go back
+        // only when wholly unused, and later, by a work item. So a run of loads and unloads
+        // can end with 2 MB more or less in it, and nothing else moved more than 200 kB in
+        // our runs (MemFree alone swung by up to 13 MB). 3 MB over the run still fails a
+        // leak of 4 pages a cycle; a cycle's frames are 256 kB, and the module's own counts
+        // check those exactly.
         tap.check(
-            "free memory (with the per-CPU lists) shrank by at most 1 MB over the cycles",
-            free1 + 1024 >= free0,
+            "free memory (with the per-CPU lists) shrank by at most 3 MB over the cycles",
+            free1 + 3 * 1024 >= free0,
             || format!("free {free0} -> {free_mid} -> {free1} kB"),
         );
     }
