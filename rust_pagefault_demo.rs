@@ -336,10 +336,8 @@ impl FrameBudget {
         let cap = self.cap();
         let mut live = self.live();
         loop {
-            if live + pages > cap {
-                return None;
-            }
-            match self.live.cmpxchg(live, live + pages, Relaxed) {
+            let want = live.checked_add(pages).filter(|&want| want <= cap)?;
+            match self.live.cmpxchg(live, want, Relaxed) {
                 Ok(_) => {
                     return Some(Reservation {
                         budget: self,
@@ -405,14 +403,16 @@ const FILL_MAX: usize = vm::PageBatch::CAPACITY;
 /// Lookups and stores take only the XArray's spinlock; there is no writer lock of our own,
 /// which concurrent first touches would fight over (see [`Self::store`] for how a store stays
 /// correct when the XArray drops its lock to allocate a node). A frame costs the table one
-/// XArray slot (8 bytes, plus about 1/64 of a 576-byte node): about 9 bytes of metadata per
-/// frame.
+/// XArray slot (8 bytes, plus about 1/64 of a 576-byte node and a little for the nodes
+/// above): 10 bytes of metadata per frame measured.
 ///
 /// # Invariants
 ///
-/// A frame, once any holder of the lock can see it in the table, stays there, never removed
-/// or replaced, until the table is dropped; frames are never freed before that. So a frame
-/// found in the table stays valid for as long as the table is borrowed.
+/// A frame that any holder of the lock has seen in the table is never freed before the table
+/// is dropped. It stays in its slot, but for the instant in which [`Self::store`] puts it
+/// back after a lost race (under one hold of the lock), and if it ever could not go back it
+/// is leaked, not freed. So a frame found in the table stays valid for as long as the table
+/// is borrowed.
 #[pin_data]
 struct FrameTable<const ORDER: u32> {
     #[pin]
@@ -441,8 +441,8 @@ impl<const ORDER: u32> FrameTable<ORDER> {
     /// Frame number `index`, if it exists.
     fn get(&self, index: usize) -> Option<vm::FrameRef<'_, ORDER>> {
         let frames = self.frames.lock();
-        // SAFETY: the frame is in the table, and by the type invariant it stays there, valid,
-        // for as long as `self` is borrowed, also after the lock is dropped.
+        // SAFETY: a frame seen in the table is never freed while the table lives (the type
+        // invariant), so it stays valid for as long as `self` is borrowed.
         frames.get(index).map(|frame| unsafe { frame.extend() })
     }
 
@@ -470,9 +470,11 @@ impl<const ORDER: u32> FrameTable<ORDER> {
             // The slot's node exists now, so this store allocates nothing and cannot drop the
             // lock; GFP_NOWAIT makes sure of it. It returns ours, which is freed here.
             if let Err(e) = frames.store(index, first, GFP_NOWAIT) {
-                // Unreachable by the argument above. The first frame may be mapped, so it is
-                // leaked rather than freed, and the bug is reported.
-                pr_err!("frame table: slot {index}: the first frame could not go back\n");
+                // Unreachable by the argument above. If it ever happened, the slot would keep
+                // our frame while the first one stays mapped elsewhere: two frames for one
+                // offset. The first may be mapped, so it is leaked rather than freed (sound,
+                // not consistent), and the bug is reported loudly.
+                pr_err!("BUG: frame table: slot {index}: the first frame could not go back\n");
                 core::mem::forget(e.value);
             }
             return Ok(false);
@@ -508,15 +510,16 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         let stored = self
             .store(&mut frames, index, frame)
             .map_err(|_| Shortage::Memory)?;
-        let frame = frames.get(index).ok_or(Shortage::Memory)?;
-        // SAFETY: by the type invariant, a frame in the table stays there, valid, for as long
-        // as `self` is borrowed, also after the lock is dropped.
-        let frame = unsafe { frame.extend() };
         if stored {
+            // Counted in the table now: so in the budget and the counters, before anything
+            // else can return.
             reservation.commit(1 << ORDER);
             stats.add(Counter::FramesAllocated, 1 << ORDER);
         }
-        Ok(frame)
+        let frame = frames.get(index).ok_or(Shortage::Memory)?;
+        // SAFETY: a frame seen in the table is never freed while the table lives (the type
+        // invariant), so it stays valid for as long as `self` is borrowed.
+        Ok(unsafe { frame.extend() })
     }
 
     /// Fills `slots` with frames `start..start + slots.len()` (at most [`FILL_MAX`]), as
@@ -538,7 +541,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         {
             let frames = self.frames.lock();
             for (i, slot) in slots.iter_mut().enumerate() {
-                // SAFETY: as in `frame`: frames stay in the table while `self` is borrowed.
+                // SAFETY: as in `get`: frames seen in the table are never freed while it lives.
                 *slot = frames.get(start + i).map(|frame| unsafe { frame.extend() });
             }
         }
@@ -575,7 +578,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
                         break;
                     }
                 }
-                // SAFETY: as above.
+                // SAFETY: as in `get`: frames seen in the table are never freed while it lives.
                 slots[i] = frames.get(start + i).map(|frame| unsafe { frame.extend() });
             }
         }
@@ -720,9 +723,12 @@ impl Instance {
             for frame in slots[..filled].iter().flatten() {
                 batch.push(&frame.page());
             }
-            mapped += batch.insert(vma);
+            let (inserted, clean) = batch.insert(vma);
+            mapped += inserted;
             done += filled;
-            if filled < n {
+            // A shortage, or a page the core would not map (no memory for a page table):
+            // those pages fault on their own.
+            if filled < n || !clean {
                 break;
             }
         }
@@ -1261,10 +1267,11 @@ mod vm {
         }
 
         /// Maps the batch into `vma`, skipping pages whose page-table entry is already there
-        /// (`EBUSY`) and stopping at any other error. Returns how many pages it mapped; the
-        /// batch is then empty and its address moved past them.
-        pub(crate) fn insert(&mut self, vma: &VmaMixedMap) -> usize {
-            let (mut start, mut mapped) = (0, 0);
+        /// (`EBUSY`) and stopping at any other error. Returns how many pages it mapped and
+        /// whether it met no other error; the batch is then empty and its address moved past
+        /// it.
+        pub(crate) fn insert(&mut self, vma: &VmaMixedMap) -> (usize, bool) {
+            let (mut start, mut mapped, mut clean) = (0, 0, true);
             while start < self.len {
                 let mut left = self.len - start;
                 // SAFETY: `pages[start..len]` are valid order-0 pages (type invariant), and
@@ -1283,13 +1290,14 @@ mod vm {
                 let done = self.len - start - left;
                 mapped += done;
                 if ret != -(bindings::EBUSY as i32) {
+                    clean = ret == 0;
                     break;
                 }
                 start += done + 1;
             }
             self.address += self.len * PAGE_SIZE;
             self.len = 0;
-            mapped
+            (mapped, clean)
         }
     }
 
