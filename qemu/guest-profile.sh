@@ -5,8 +5,11 @@
 # in it, but every kernel function the handler calls is.
 set -u
 for mode in "$@"; do
+	rm -f /tmp/profile
 	pfdemo bench --mib 256 --reps 5 --threads 1 --modes "$mode" --profile-out /tmp/profile \
-		2>/dev/null | grep -E "^$mode " || exit 1
+		>/tmp/bench.out 2>&1 || { cat /tmp/bench.out; exit 1; }
+	grep -E "^$mode " /tmp/bench.out
+	[ -s /tmp/profile ] || { echo "guest-profile: no profile written for $mode"; exit 1; }
 	echo "RPD-PROFILE-BEGIN $mode"
 	gzip -c /tmp/profile | base64
 	echo "RPD-PROFILE-END"

@@ -12,10 +12,12 @@ RPD_ROOT=${RPD_ROOT:-$RPD_CACHE/root}           # the Debian build root (a chroo
 # set of its own logs, cargo target, module copies and initramfs, so two runs side by side
 # never overwrite each other's guest; unset, all checkouts share one set.
 RPD_TAG=${RPD_TAG:-}
+[[ $RPD_TAG =~ ^[A-Za-z0-9_-]*$ ]] ||
+	{ echo "error: RPD_TAG='$RPD_TAG': use letters, digits, '_' and '-' only" >&2; exit 1; }
 RPD_LOGS=$RPD_CACHE/logs${RPD_TAG:+-$RPD_TAG}   # logs of every long step, kept on failure
 KERNEL_SERIES=${KERNEL_SERIES:-7.3}
 DEBIAN_SUITE=${DEBIAN_SUITE:-trixie}
-FLAVOUR=${FLAVOUR:-default}         # kernel flavour: default or debug
+FLAVOUR=${FLAVOUR:-default}         # kernel flavour: default, debug or profile
 export RPD_TOP RPD_CACHE RPD_ROOT RPD_TAG RPD_LOGS KERNEL_SERIES DEBIAN_SUITE FLAVOUR
 
 # Paths inside the build root.
