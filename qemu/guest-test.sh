@@ -26,6 +26,8 @@ for params in "prefault=16" "huge=1"; do
 	step "end-to-end tests with $params"
 	rmmod rust_pagefault_demo && insmod $module $params || { echo "RPD-FAIL: reload"; rc=1; }
 	RPD_PARAMS="$params" pfdemo-e2e || rc=1
+	pfdemo tour --check >/tmp/tour.out 2>&1 || { cat /tmp/tour.out; rc=1; }
+	tail -n 1 /tmp/tour.out
 done
 step "stress (seeded, bounded)"
 rmmod rust_pagefault_demo && insmod $module || { echo "RPD-FAIL: reload"; rc=1; }

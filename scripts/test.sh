@@ -127,7 +127,9 @@ for f in $flavours; do
 	[ "$e_ok" -gt 0 ] || fail "[$f] in-VM tests: no results"
 	pass "[$f] in-VM tests" "$e_ok"
 	[ "$e_bad" -eq 0 ] || fail "[$f] in-VM test failures: $(grep -E '^not ok [0-9]+ - ' <<<"$clean" | tr '\n' ';')" "$e_bad"
-	if grep -qE '^tour: all [0-9]+ checks passed' <<<"$clean"; then pass "[$f] tour"; else fail "[$f] tour checks"; fi
+	# The tour runs with each parameter set: default, prefault=16, huge=1.
+	tours=$(grep -cE '^tour: all [0-9]+ checks passed' <<<"$clean" || true)
+	if [ "$tours" -eq 3 ]; then pass "[$f] tour, with each parameter set"; else fail "[$f] tour checks ($tours of 3 passed)"; fi
 	awk '/^RPD-TOUR-JSON-END/{on=0} on {print} /^RPD-TOUR-JSON-BEGIN/{on=1}' <<<"$clean" >"$RPD_LOGS/tour-$f.json"
 	check "[$f] tour --json: every step present and ok" "$RPD_TOP/scripts/in-root.sh" python3 -c '
 import json, sys
