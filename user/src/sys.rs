@@ -98,11 +98,6 @@ pub fn read_latency() -> io::Result<Vec<(u64, u64)>> {
     parse::parse_latency(&read_debugfs("latency")?).map_err(invalid)
 }
 
-/// The minor and major fault counts of the calling process.
-pub fn self_faults() -> io::Result<(u64, u64)> {
-    parse::parse_stat_faults(&fs::read_to_string("/proc/self/stat")?).map_err(invalid)
-}
-
 /// An open instance of the device.
 pub struct Device {
     file: File,
