@@ -225,12 +225,8 @@ fn minflt_around(sampler: &StatSampler, access: impl FnOnce()) -> Res<(u64, u64)
     Ok((before, after))
 }
 
-fn stat_of(s: &Stats, name: &str) -> Res<u64> {
-    s.value(name).map_err(|e| e.to_string())
-}
-
 fn delta_of(after: &Stats, before: &Stats, name: &str) -> Res<i64> {
-    Ok(stat_of(after, name)? as i64 - stat_of(before, name)? as i64)
+    after.change(before, name).map_err(|e| e.to_string())
 }
 
 fn pfn_text(pfn: Option<u64>) -> String {

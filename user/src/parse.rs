@@ -74,6 +74,11 @@ impl Stats {
             .ok_or_else(|| ParseError(format!("stats: no {name} line")))
     }
 
+    /// How much counter `name` moved since `before`; an error if either file lacks it.
+    pub fn change(&self, before: &Stats, name: &str) -> Result<i64, ParseError> {
+        Ok(self.value(name)? as i64 - before.value(name)? as i64)
+    }
+
     /// The names of `names` that this file lacks.
     pub fn missing<'a>(&self, names: &[&'a str]) -> Vec<&'a str> {
         names

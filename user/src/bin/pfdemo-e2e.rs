@@ -50,7 +50,7 @@ fn stat(s: &Stats, name: &str) -> Result<u64, String> {
 fn deltas(before: &Stats, expect: &[(&str, i64)]) -> Check {
     let now = stats()?;
     for (name, want) in expect {
-        let got = stat(&now, name)? as i64 - stat(before, name)? as i64;
+        let got = now.change(before, name).map_err(|e| e.to_string())?;
         if got != *want {
             let moved: Vec<String> = now
                 .0
@@ -179,12 +179,16 @@ fn kernel_log_of<T>(act: impl FnOnce() -> T) -> Result<(T, Vec<String>), String>
 }
 
 fn reload(params: &[&str]) -> Check {
-    run("rmmod", &["rust_pagefault_demo"])?;
-    let mut args = vec![module_path()];
-    args.extend(base_params());
+    // Not loaded is fine: the load below is what must work.
+    let _ = sys::unload_module();
+    let mut args = base_params();
     args.extend(params.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    ensure!(run("insmod", &args)?, "insmod {params:?} failed");
+    let loaded = sys::load_module(&module_path(), &args);
+    ensure!(
+        loaded.is_ok(),
+        "loading with {args:?} failed: errno {loaded:?}"
+    );
     Ok(())
 }
 
