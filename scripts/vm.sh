@@ -29,9 +29,12 @@ if [ "${RPD_KVM:-0}" = 1 ]; then
 	accel=(-accel kvm -cpu host)
 fi
 append="console=ttyS0 rpd.mode=$mode panic=-1 oops=panic ${VM_APPEND:-}"
-# Arguments for the guest's program (e.g. the benchmark's), without spaces on the kernel
-# command line.
-[ -n "${RPD_GUEST_ARGS:-}" ] && append="$append rpd.args=$(echo "$RPD_GUEST_ARGS" | tr ' ' ',')"
+# Arguments for the guest's program (e.g. the benchmark's), with ';' for spaces on the kernel
+# command line (commas stay: '--modes anon,device' is one argument).
+if [ -n "${RPD_GUEST_ARGS:-}" ]; then
+	case $RPD_GUEST_ARGS in *[\;\"]*) die "guest arguments cannot contain ';' or a double quote: $RPD_GUEST_ARGS" ;; esac
+	append="$append rpd.args=$(echo "$RPD_GUEST_ARGS" | tr ' ' ';')"
+fi
 qemu=(qemu-system-x86_64 -M pc "${accel[@]}" -smp "$cpus" -m "$mem" -nodefaults -no-reboot
 	-kernel "$kernel" -initrd "$initrd")
 
