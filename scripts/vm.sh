@@ -37,6 +37,10 @@ if [ -n "${RPD_GUEST_ARGS:-}" ]; then
 fi
 qemu=(qemu-system-x86_64 -M pc "${accel[@]}" -smp "$cpus" -m "$mem" -nodefaults -no-reboot
 	-kernel "$kernel" -initrd "$initrd")
+# Measurements want every page of guest RAM backed by the host before they start: the host's
+# first touch of a guest page is a fault of its own, which would land on whichever mode first
+# got that page from the guest's allocator.
+case $mode in bench | profile) qemu+=(-mem-prealloc) ;; esac
 
 if [ "$mode" = shell ]; then
 	# -nodefaults leaves no serial port: give the guest one, multiplexed with the monitor
