@@ -103,6 +103,9 @@ struct Row {
     /// (max - min) / median, in percent.
     spread_pct: f64,
     pages_per_s: f64,
+    /// Page faults the kernel handled per page (median): 1 for one fault per page, 1/16 for
+    /// 16 pages per fault, 1/512 for a PMD per fault, 0 for memory already mapped.
+    faults_per_page: f64,
     ratio_to_anon: Option<f64>,
     ratio_to_memset: Option<f64>,
 }
@@ -218,20 +221,38 @@ impl KernelProfile {
     }
 }
 
+/// The page faults this process has taken so far, all threads together, as the kernel counts
+/// them: one per fault handled to completion (a fault retried under the mmap lock counts
+/// once), major and minor.
+fn faults_taken() -> u64 {
+    // SAFETY: an all-zero `rusage` is a valid value for `getrusage` to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable `rusage`.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    (usage.ru_minflt + usage.ru_majflt) as u64
+}
+
+/// What one measurement took: wall time and the page faults taken meanwhile.
+struct Timing {
+    ns: f64,
+    faults: u64,
+}
+
 /// Runs `threads` threads, thread `t` calling `work(t)`, and returns the wall time from
-/// their common start to the last one's end, in ns; with `profile`, the kernel's samples of
-/// that time are added to it.
+/// their common start to the last one's end, in ns, and the faults taken meanwhile; with
+/// `profile`, the kernel's samples of that time are added to it.
 fn timed<F: Fn(usize) + Sync>(
     threads: usize,
     profile: Option<&mut KernelProfile>,
     work: F,
-) -> Res<f64> {
+) -> Res<Timing> {
     let before = if profile.is_some() {
         Some(KernelProfile::read()?.1)
     } else {
         None
     };
     let barrier = std::sync::Barrier::new(threads + 1);
+    let faults = faults_taken();
     let start = std::thread::scope(|s| {
         for t in 0..threads {
             let (work, barrier) = (&work, &barrier);
@@ -244,22 +265,25 @@ fn timed<F: Fn(usize) + Sync>(
         Instant::now()
     });
     let ns = start.elapsed().as_nanos() as f64;
+    // Thread start and exit take a few faults of their own (stacks): at most a handful
+    // against the thousands of pages measured.
+    let faults = faults_taken() - faults;
     if let (Some(profile), Some(before)) = (profile, before) {
         profile.add_since(&before)?;
     }
-    Ok(ns)
+    Ok(Timing { ns, faults })
 }
 
-/// One measurement of `mode`: ns per page.
+/// One measurement of `mode`: ns per page and faults per page.
 fn measure(
     mode: Mode,
     pages: usize,
     threads: usize,
     profile: Option<&mut KernelProfile>,
-) -> Res<f64> {
+) -> Res<(f64, f64)> {
     let per = pages / threads;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
-    let ns = match mode {
+    let timing = match mode {
         Mode::Anon | Mode::AnonThp => {
             let map = io(
                 "mmap anon",
@@ -318,7 +342,8 @@ fn measure(
             timed(threads, profile, |t| touch(&maps[t].1, 0, per))
         }
     }?;
-    Ok(ns / (per * threads) as f64)
+    let pages = (per * threads) as f64;
+    Ok((timing.ns / pages, timing.faults as f64 / pages))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -332,26 +357,45 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// Slab memory in bytes, from /proc/meminfo.
-fn slab_bytes() -> Res<u64> {
-    let text = io("meminfo", std::fs::read_to_string("/proc/meminfo"))?;
-    let kb = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Slab:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .ok_or("meminfo: no Slab line")?;
-    Ok(kb * 1024)
+/// Bytes of slab objects in use, all caches together, from /proc/slabinfo: objects, not
+/// slab pages, so that objects freed earlier (by the module's KUnit tests at load, say) and
+/// reused now do not hide what the frames cost.
+fn slab_bytes_in_use() -> Res<u64> {
+    let text = io("slabinfo", std::fs::read_to_string("/proc/slabinfo"))?;
+    parse_slabinfo(&text)
 }
 
-/// Bytes of slab memory that `pages` frames of one instance add, per frame: the XArray's
+/// The sum of `active_objs * objsize` over the caches of a /proc/slabinfo text.
+fn parse_slabinfo(text: &str) -> Res<u64> {
+    let mut lines = text.lines();
+    if !lines
+        .next()
+        .is_some_and(|l| l.starts_with("slabinfo - version: 2."))
+    {
+        return Err("/proc/slabinfo: not version 2".into());
+    }
+    let mut bytes = 0u64;
+    for line in lines.filter(|l| !l.starts_with('#')) {
+        let field = |i: usize| -> Res<u64> {
+            line.split_whitespace()
+                .nth(i)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("/proc/slabinfo: bad line {line:?}"))
+        };
+        bytes += field(1)? * field(3)?;
+    }
+    Ok(bytes)
+}
+
+/// Bytes of slab objects that `pages` frames of one instance add, per frame: the XArray's
 /// nodes (the module keeps no other per-frame state). Measured with the frames held.
 fn metadata_per_frame(module: &str, pages: usize) -> Res<f64> {
     reload(module, &[])?;
     let dev = io("open", Device::open())?;
     let map = io("mmap", dev.map(pages, 0, true))?;
-    let before = slab_bytes()?;
+    let before = slab_bytes_in_use()?;
     touch(&map, 0, pages);
-    let after = slab_bytes()?;
+    let after = slab_bytes_in_use()?;
     // Page tables for the mapping are not slab memory (they are pages), so they are not in
     // this figure; the kernel needs them for anonymous memory as well.
     Ok(after.saturating_sub(before) as f64 / pages as f64)
@@ -428,7 +472,8 @@ pub fn run(args: Args) -> Res {
     } else {
         None
     };
-    let mut samples: Vec<(Mode, usize, Vec<f64>)> = Vec::new();
+    // Per mode and thread count: ns per page and faults per page, one of each per repetition.
+    let mut samples: Vec<(Mode, usize, Vec<f64>, Vec<f64>)> = Vec::new();
     let (mut handler_ns, mut handler_calls) = (0u64, 0u64);
     for &t in &threads {
         for rep in 0..args.reps {
@@ -441,19 +486,25 @@ pub fn run(args: Args) -> Res {
                     reload(&args.module, &params)?;
                 }
                 let before = sys::read_stats().ok();
-                let ns = measure(mode, pages, t, profile.as_mut())?;
+                let (ns, faults) = measure(mode, pages, t, profile.as_mut())?;
                 if let (Some(b), Ok(a)) = (before, sys::read_stats()) {
                     if mode == Mode::Device && t == 1 {
                         handler_ns += a.get("handler_ns") - b.get("handler_ns");
                         handler_calls += a.get("faults") - b.get("faults");
                     }
                 }
-                match samples.iter_mut().find(|(m, th, _)| *m == mode && *th == t) {
-                    Some((_, _, v)) => v.push(ns),
-                    None => samples.push((mode, t, vec![ns])),
+                match samples
+                    .iter_mut()
+                    .find(|(m, th, _, _)| *m == mode && *th == t)
+                {
+                    Some((_, _, v, f)) => {
+                        v.push(ns);
+                        f.push(faults);
+                    }
+                    None => samples.push((mode, t, vec![ns], vec![faults])),
                 }
                 eprintln!(
-                    "bench: threads {t} rep {} {:<16} {ns:>8.0} ns/page",
+                    "bench: threads {t} rep {} {:<16} {ns:>8.0} ns/page {faults:>8.4} faults/page",
                     rep + 1,
                     mode.name()
                 );
@@ -464,12 +515,12 @@ pub fn run(args: Args) -> Res {
     let med = |mode: Mode, t: usize| {
         samples
             .iter()
-            .find(|(m, th, _)| *m == mode && *th == t)
-            .map(|(_, _, v)| median(v))
+            .find(|(m, th, _, _)| *m == mode && *th == t)
+            .map(|(_, _, v, _)| median(v))
     };
     let rows: Vec<Row> = samples
         .iter()
-        .map(|(mode, t, v)| {
+        .map(|(mode, t, v, faults)| {
             let m = median(v);
             let (lo, hi) = v
                 .iter()
@@ -481,6 +532,7 @@ pub fn run(args: Args) -> Res {
                 median_ns_per_page: m,
                 spread_pct: (hi - lo) / m * 100.0,
                 pages_per_s: 1e9 / m,
+                faults_per_page: median(faults),
                 ratio_to_anon: med(Mode::Anon, *t).map(|a| a / m),
                 ratio_to_memset: med(Mode::Memset, *t).map(|z| z / m),
             }
@@ -524,20 +576,21 @@ fn print_table(r: &Report) {
         r.thp
     );
     println!(
-        "{:<16} {:>7} {:>11} {:>10} {:>8} {:>9} {:>10}",
-        "mode", "threads", "pages/s", "ns/page", "spread", "x anon", "x memset"
+        "{:<16} {:>7} {:>11} {:>10} {:>8} {:>9} {:>10} {:>12}",
+        "mode", "threads", "pages/s", "ns/page", "spread", "x anon", "x memset", "faults/page"
     );
     for row in &r.rows {
         let ratio = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or("-".into());
         println!(
-            "{:<16} {:>7} {:>11.0} {:>10.0} {:>7.0}% {:>9} {:>10}",
+            "{:<16} {:>7} {:>11.0} {:>10.0} {:>7.0}% {:>9} {:>10} {:>12.4}",
             row.mode.name(),
             row.threads,
             row.pages_per_s,
             row.median_ns_per_page,
             row.spread_pct,
             ratio(row.ratio_to_anon),
-            ratio(row.ratio_to_memset)
+            ratio(row.ratio_to_memset),
+            row.faults_per_page
         );
     }
     if let Some(ns) = r.handler_mean_ns {
@@ -548,10 +601,26 @@ fn print_table(r: &Report) {
     }
     if let Some(b) = r.metadata_bytes_per_frame {
         println!(
-            "module metadata: {b:.1} bytes per 4 KiB frame (slab growth while frames are held)"
+            "module metadata: {b:.1} bytes per 4 KiB frame (slab objects added while the frames are held)"
         );
     }
     for n in &r.notes {
         println!("note: {n}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slabinfo_sums_objects_in_use() {
+        let text = "slabinfo - version: 2.1\n\
+            # name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables\n\
+            radix_tree_node 1000 1036 576 28 4 : tunables 0 0 0 : slabdata 37 37 0\n\
+            kmalloc-64 10 64 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n";
+        assert_eq!(parse_slabinfo(text).unwrap(), 1000 * 576 + 10 * 64);
+        assert!(parse_slabinfo("slabinfo - version: 1.1\n").is_err());
+        assert!(parse_slabinfo("slabinfo - version: 2.1\nx y\n").is_err());
     }
 }
