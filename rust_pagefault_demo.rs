@@ -447,47 +447,52 @@ impl<const ORDER: u32> FrameTable<ORDER> {
     }
 
     /// Stores `frame` as frame number `index` unless the table has that frame already, with
-    /// `frames` locked. Returns whether `frame` went in; if not, it is freed.
+    /// `frames` locked. Returns the frame the slot holds then, and whether it is `frame` (if
+    /// not, `frame` is freed).
     ///
-    /// `XArray::store` may drop the lock to allocate a node, and a concurrent fault may store
-    /// a frame for the same index meanwhile. Then our store displaces that first frame and
-    /// returns it, with the lock held again: it goes straight back before the lock is dropped,
-    /// so no one ever sees ours, and the first frame stored for an offset is the one that stays
-    /// (the type invariant).
+    /// The common case walks the XArray once. `XArray::store` may drop the lock to allocate a
+    /// node, and a concurrent fault may store a frame for the same index meanwhile. Then our
+    /// store displaces that first frame and returns it, with the lock held again: it goes
+    /// straight back before the lock is dropped, so no one ever sees ours, and the first frame
+    /// stored for an offset is the one that stays (the type invariant).
     fn store(
         &self,
         frames: &mut xarray::Guard<'_, vm::Frame<ORDER>>,
         index: usize,
         frame: vm::Frame<ORDER>,
-    ) -> Result<bool> {
-        if frames.get(index).is_some() {
-            return Ok(false);
-        }
-        if let Some(first) = frames
+    ) -> Result<(vm::FrameRef<'_, ORDER>, bool)> {
+        // SAFETY: `ours` is used only if `frame` goes into the table, which then keeps it for
+        // as long as the table lives (the type invariant), so for as long as `self` is
+        // borrowed.
+        let ours = unsafe { frame.lend() };
+        let Some(first) = frames
             .store(index, frame, GFP_KERNEL)
             .map_err(|e| e.error)?
-        {
-            // The slot's node exists now, so this store allocates nothing and cannot drop the
-            // lock; GFP_NOWAIT makes sure of it. It returns ours, which is freed here.
-            if let Err(e) = frames.store(index, first, GFP_NOWAIT) {
-                // Unreachable by the argument above. If it ever happened, the slot would keep
-                // our frame while the first one stays mapped elsewhere: two frames for one
-                // offset. The first may be mapped, so it is leaked rather than freed (sound,
-                // not consistent), and the bug is reported loudly.
-                pr_err!("BUG: frame table: slot {index}: the first frame could not go back\n");
-                core::mem::forget(e.value);
+        else {
+            self.count.add(1, Relaxed);
+            let mut end = self.end.load(Relaxed);
+            while end <= index {
+                match self.end.cmpxchg(end, index + 1, Relaxed) {
+                    Ok(_) => break,
+                    Err(now) => end = now,
+                }
             }
-            return Ok(false);
+            return Ok((ours, true));
+        };
+        // SAFETY: `first` was in the table, so it is never freed while the table lives (the
+        // type invariant): it goes back below or, should that fail, is leaked.
+        let kept = unsafe { first.lend() };
+        // The slot's node exists now, so this store allocates nothing and cannot drop the
+        // lock; GFP_NOWAIT makes sure of it. It returns ours, which is freed here.
+        if let Err(e) = frames.store(index, first, GFP_NOWAIT) {
+            // Unreachable by the argument above. If it ever happened, the slot would keep our
+            // frame while the first one stays mapped elsewhere: two frames for one offset. The
+            // first may be mapped, so it is leaked rather than freed (sound, not consistent),
+            // and the bug is reported loudly.
+            pr_err!("BUG: frame table: slot {index}: the first frame could not go back\n");
+            core::mem::forget(e.value);
         }
-        self.count.add(1, Relaxed);
-        let mut end = self.end.load(Relaxed);
-        while end <= index {
-            match self.end.cmpxchg(end, index + 1, Relaxed) {
-                Ok(_) => break,
-                Err(now) => end = now,
-            }
-        }
-        Ok(true)
+        Ok((kept, false))
     }
 
     /// Frame number `index`: the one in the table, or a new zeroed one, reserved in `budget`
@@ -507,7 +512,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         let mut frames = self.frames.lock();
         // A concurrent fault may have stored a frame meanwhile: then ours is freed, and the
         // reservation given back when it drops.
-        let stored = self
+        let (frame, stored) = self
             .store(&mut frames, index, frame)
             .map_err(|_| Shortage::Memory)?;
         if stored {
@@ -516,10 +521,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
             reservation.commit(1 << ORDER);
             stats.add(Counter::FramesAllocated, 1 << ORDER);
         }
-        let frame = frames.get(index).ok_or(Shortage::Memory)?;
-        // SAFETY: a frame seen in the table is never freed while the table lives (the type
-        // invariant), so it stays valid for as long as `self` is borrowed.
-        Ok(unsafe { frame.extend() })
+        Ok(frame)
     }
 
     /// Fills `slots` with frames `start..start + slots.len()` (at most [`FILL_MAX`]), as
@@ -571,15 +573,15 @@ impl<const ORDER: u32> FrameTable<ORDER> {
                     continue;
                 };
                 match self.store(&mut frames, start + i, frame) {
-                    Ok(true) => stored += 1,
-                    Ok(false) => {}
+                    Ok((frame, ours)) => {
+                        stored += usize::from(ours);
+                        slots[i] = Some(frame);
+                    }
                     Err(_) => {
                         result = Err(Shortage::Memory);
                         break;
                     }
                 }
-                // SAFETY: as in `get`: frames seen in the table are never freed while it lives.
-                slots[i] = frames.get(start + i).map(|frame| unsafe { frame.extend() });
             }
         }
         // Frames left in `new` after a failure are freed when it drops, and the reservations
@@ -1319,6 +1321,19 @@ mod vm {
     unsafe impl<const ORDER: u32> Sync for Frame<ORDER> {}
 
     impl<const ORDER: u32> Frame<ORDER> {
+        /// The frame, borrowed for as long as the caller says.
+        ///
+        /// # Safety
+        ///
+        /// The result must not be used once the frame is freed: the caller must know that the
+        /// frame outlives every use of it (for instance, because the frame table keeps it).
+        pub(crate) unsafe fn lend<'b>(&self) -> FrameRef<'b, ORDER> {
+            FrameRef {
+                page: self.page,
+                _frame: PhantomData,
+            }
+        }
+
         /// Allocates a zeroed frame, charged to the current task's memory cgroup as anonymous
         /// memory is. A huge frame is one compound page, and its allocation does not warn
         /// when no free 2 MiB block is left: the fault reports that.
