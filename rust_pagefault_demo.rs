@@ -37,15 +37,18 @@
 //! The kernel crate has no abstraction for `vm_operations_struct` yet. The few raw bindings
 //! that this needs live in the [`vm`] module below, each behind a safe interface. Outside it,
 //! `unsafe` appears only where the proof rests on this file's own invariants, each with its
-//! `// SAFETY:` comment: the frame table lends its frames out beyond its lock, because it
-//! never removes one while it lives (see [`FrameTable`]); `mmap` gives [`vm::install`] a
+//! `// SAFETY:` comment: the frame table is a lock-free array of write-once slots, which lends
+//! its frames out for as long as it is borrowed because it never removes one while it lives
+//! (see [`OnceArray`]); `mmap` gives [`vm::install`] a
 //! handler that outlives the mapping; and the instance list is set up once at load (the
 //! kernel's `global_lock!` pattern).
 
-use core::fmt;
+use core::{fmt, marker::PhantomData};
 use kernel::{
+    alloc::KVVec,
     cpu::CpuId,
     debugfs,
+    ffi::c_void,
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     mm::virt::{VmaMixedMap, VmaNew},
@@ -53,11 +56,11 @@ use kernel::{
     prelude::*,
     seq_file::{seq_print, SeqFile},
     sync::{
-        atomic::{Atomic, Relaxed},
+        atomic::{Acquire, Atomic, Full, Relaxed},
         Arc, ArcBorrow, SetOnce,
     },
     time::{Instant, Monotonic},
-    xarray::{self, AllocKind, XArray},
+    types::ForeignOwnable,
 };
 
 module! {
@@ -398,25 +401,153 @@ fn limits() -> Limits {
 /// The most frames one [`FrameTable::fill`] provides: as many as one [`vm::PageBatch`] maps.
 const FILL_MAX: usize = vm::PageBatch::CAPACITY;
 
-/// The frames of one instance, indexed by frame number: page offset >> `ORDER`.
+/// A sparse array of write-once slots, read and written without a lock.
 ///
-/// Lookups and stores take only the XArray's spinlock; there is no writer lock of our own,
-/// which concurrent first touches would fight over (see [`Self::store`] for how a store stays
-/// correct when the XArray drops its lock to allocate a node). A frame costs the table one
-/// XArray slot (8 bytes, plus about 1/64 of a 576-byte node and a little for the nodes
-/// above): 10 bytes of metadata per frame measured.
+/// Two levels, as in the page tables it feeds: a directory, allocated for the whole length up
+/// front, points to leaves of [`LEAF_SLOTS`] slots (4 KiB each), allocated when a value first
+/// lands in their range. A slot is written once: the first value stored in it stays until the
+/// array is dropped, and a later store gets that first value back. So a value borrowed from
+/// the array stays valid for as long as the array is borrowed, a lookup is two acquire loads,
+/// and a store one compare-and-exchange: concurrent faults never wait for each other.
 ///
 /// # Invariants
 ///
-/// A frame that any holder of the lock has seen in the table is never freed before the table
-/// is dropped. It stays in its slot, but for the instant in which [`Self::store`] puts it
-/// back after a lost race (under one hold of the lock), and if it ever could not go back it
-/// is leaked, not freed. So a frame found in the table stays valid for as long as the table
-/// is borrowed.
-#[pin_data]
+/// - A non-null directory entry comes from [`KBox::into_raw`] of a [`Leaf`] that the array
+///   owns, and it never changes until the array is dropped.
+/// - A non-null slot comes from [`ForeignOwnable::into_foreign`] of a `T` that the array owns,
+///   and it never changes until the array is dropped.
+/// - Both are published with release (or full) ordering, after the leaf or value is initialised.
+struct OnceArray<T: ForeignOwnable> {
+    dir: KVVec<Atomic<*mut Leaf>>,
+    /// The number of slots: indices `0..len` are valid.
+    len: usize,
+    _values: PhantomData<T>,
+}
+
+/// The slots per leaf of a [`OnceArray`]: one page of pointers.
+const LEAF_SLOTS: usize = PAGE_SIZE / core::mem::size_of::<usize>();
+
+/// One leaf of a [`OnceArray`].
+type Leaf = [Atomic<*mut c_void>; LEAF_SLOTS];
+
+impl<T: ForeignOwnable> OnceArray<T> {
+    /// An empty array of `len` slots; only its directory is allocated (8 bytes per 512 slots).
+    fn new(len: usize) -> Result<Self> {
+        let leaves = len.div_ceil(LEAF_SLOTS);
+        let mut dir = KVVec::with_capacity(leaves, GFP_KERNEL)?;
+        for _ in 0..leaves {
+            dir.push_within_capacity(Atomic::new(core::ptr::null_mut()))
+                .map_err(|_| ENOMEM)?;
+        }
+        // INVARIANT: every entry is null.
+        Ok(Self {
+            dir,
+            len,
+            _values: PhantomData,
+        })
+    }
+
+    /// The leaf that holds slot `index`, if it exists.
+    fn leaf(&self, index: usize) -> Option<&Leaf> {
+        let leaf = self.dir.get(index / LEAF_SLOTS)?.load(Acquire);
+        // SAFETY: a non-null entry points to a leaf that the array owns until it is dropped
+        // (the type invariant), and the acquire load pairs with the release that published it,
+        // so it is initialised.
+        unsafe { leaf.as_ref() }
+    }
+
+    /// The value in slot `index`, if there is one.
+    fn get(&self, index: usize) -> Option<T::Borrowed<'_>> {
+        let ptr = self.leaf(index)?[index % LEAF_SLOTS].load(Acquire);
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null slot holds a pointer from `into_foreign` that the array owns and
+        // does not give back (`from_foreign`) before it is dropped (the type invariant), so it
+        // may be borrowed for as long as `self` is; the acquire load makes the value's
+        // initialisation visible.
+        Some(unsafe { T::borrow(ptr) })
+    }
+
+    /// Stores `value` in slot `index` unless the slot holds a value already. Returns the value
+    /// the slot holds then, and whether it is `value` (if not, `value` is dropped). `EINVAL`
+    /// for an index past the end, `ENOMEM` if the slot's leaf could not be allocated.
+    fn set(&self, index: usize, value: T) -> Result<(T::Borrowed<'_>, bool)> {
+        if index >= self.len {
+            return Err(EINVAL);
+        }
+        let leaf = match self.leaf(index) {
+            Some(leaf) => leaf,
+            None => self.new_leaf(index / LEAF_SLOTS)?,
+        };
+        let ptr = value.into_foreign();
+        // INVARIANT: the slot changes only from null, once, with full ordering.
+        match leaf[index % LEAF_SLOTS].cmpxchg(core::ptr::null_mut(), ptr, Full) {
+            // SAFETY: `ptr` is in the slot now, owned by the array until it is dropped.
+            Ok(_) => Ok((unsafe { T::borrow(ptr) }, true)),
+            Err(first) => {
+                // SAFETY: `ptr` comes from `into_foreign` above and went nowhere.
+                drop(unsafe { T::from_foreign(ptr) });
+                // SAFETY: as in `get`; the failed exchange was fully ordered.
+                Ok((unsafe { T::borrow(first) }, false))
+            }
+        }
+    }
+
+    /// Installs an empty leaf as directory entry `i`, or returns the one a concurrent store
+    /// installed first.
+    fn new_leaf(&self, i: usize) -> Result<&Leaf> {
+        let leaf = KBox::init(
+            pin_init::init_array_from_fn(|_| Ok::<_, Error>(Atomic::new(core::ptr::null_mut()))),
+            GFP_KERNEL,
+        )?;
+        let raw = KBox::into_raw(leaf);
+        // INVARIANT: the entry changes only from null, once, with full ordering, to a leaf
+        // that is fully initialised.
+        match self.dir[i].cmpxchg(core::ptr::null_mut(), raw, Full) {
+            // SAFETY: the leaf is the array's now, and lives until the array is dropped.
+            Ok(_) => Ok(unsafe { &*raw }),
+            Err(first) => {
+                // SAFETY: `raw` comes from `KBox::into_raw` above and went nowhere.
+                drop(unsafe { KBox::from_raw(raw) });
+                // SAFETY: as in `leaf`; the failed exchange was fully ordered.
+                Ok(unsafe { &*first })
+            }
+        }
+    }
+}
+
+impl<T: ForeignOwnable> Drop for OnceArray<T> {
+    fn drop(&mut self) {
+        for entry in self.dir.iter() {
+            let leaf = entry.load(Relaxed);
+            if leaf.is_null() {
+                continue;
+            }
+            // SAFETY: a non-null entry is a leaf the array owns (the type invariant), and
+            // `&mut self` means that nothing borrows from the array any more.
+            let leaf = unsafe { KBox::from_raw(leaf) };
+            for slot in leaf.iter() {
+                let ptr = slot.load(Relaxed);
+                if !ptr.is_null() {
+                    // SAFETY: a non-null slot holds a `T` that the array owns (the type
+                    // invariant), given back here once.
+                    drop(unsafe { T::from_foreign(ptr) });
+                }
+            }
+        }
+    }
+}
+
+/// The frames of one instance, indexed by frame number: page offset >> `ORDER`.
+///
+/// Frames live in a [`OnceArray`], so the first frame stored for an offset is the one every
+/// mapping gets, and a frame found in the table stays valid for as long as the table is
+/// borrowed: the table never removes one, and frees them all when it is dropped. Dense, a frame
+/// costs the table 8 bytes (its slot; a leaf of 4 KiB serves 512 frames), plus 8 bytes of
+/// directory per 512 slots of the instance's size.
 struct FrameTable<const ORDER: u32> {
-    #[pin]
-    frames: XArray<vm::Frame<ORDER>>,
+    frames: OnceArray<vm::Frame<ORDER>>,
     /// The number of frames in `frames`.
     count: Atomic<usize>,
     /// One past the highest frame number in `frames`.
@@ -424,10 +555,10 @@ struct FrameTable<const ORDER: u32> {
 }
 
 impl<const ORDER: u32> FrameTable<ORDER> {
-    fn new() -> impl PinInit<Self> {
-        // INVARIANT: the table starts empty.
-        pin_init!(Self {
-            frames <- XArray::new(AllocKind::Alloc),
+    /// An empty table for the frames of `pages` 4 KiB pages.
+    fn new(pages: usize) -> Result<Self> {
+        Ok(Self {
+            frames: OnceArray::new(pages.div_ceil(1 << ORDER))?,
             count: Atomic::new(0),
             end: Atomic::new(0),
         })
@@ -440,35 +571,24 @@ impl<const ORDER: u32> FrameTable<ORDER> {
 
     /// Frame number `index`, if it exists.
     fn get(&self, index: usize) -> Option<vm::FrameRef<'_, ORDER>> {
-        let frames = self.frames.lock();
-        // SAFETY: a frame seen in the table is never freed while the table lives (the type
-        // invariant), so it stays valid for as long as `self` is borrowed.
-        frames.get(index).map(|frame| unsafe { frame.extend() })
+        self.frames.get(index)
     }
 
-    /// Stores `frame` as frame number `index` unless the table has that frame already, with
-    /// `frames` locked. Returns the frame the slot holds then, and whether it is `frame` (if
-    /// not, `frame` is freed).
-    ///
-    /// The common case walks the XArray once. `XArray::store` may drop the lock to allocate a
-    /// node, and a concurrent fault may store a frame for the same index meanwhile. Then our
-    /// store displaces that first frame and returns it, with the lock held again: it goes
-    /// straight back before the lock is dropped, so no one ever sees ours, and the first frame
-    /// stored for an offset is the one that stays (the type invariant).
+    /// Stores `frame` as frame number `index` unless the table has that frame already. Returns
+    /// the frame the table holds then, and whether it is `frame` (if not, `frame` is freed).
     fn store(
         &self,
-        frames: &mut xarray::Guard<'_, vm::Frame<ORDER>>,
         index: usize,
         frame: vm::Frame<ORDER>,
-    ) -> Result<(vm::FrameRef<'_, ORDER>, bool)> {
-        // SAFETY: `ours` is used only if `frame` goes into the table, which then keeps it for
-        // as long as the table lives (the type invariant), so for as long as `self` is
-        // borrowed.
-        let ours = unsafe { frame.lend() };
-        let Some(first) = frames
-            .store(index, frame, GFP_KERNEL)
-            .map_err(|e| e.error)?
-        else {
+    ) -> Result<(vm::FrameRef<'_, ORDER>, bool), Shortage> {
+        let (frame, ours) = self.frames.set(index, frame).map_err(|e| {
+            if e == ENOMEM {
+                Shortage::Memory
+            } else {
+                Shortage::Refused
+            }
+        })?;
+        if ours {
             self.count.add(1, Relaxed);
             let mut end = self.end.load(Relaxed);
             while end <= index {
@@ -477,22 +597,8 @@ impl<const ORDER: u32> FrameTable<ORDER> {
                     Err(now) => end = now,
                 }
             }
-            return Ok((ours, true));
-        };
-        // SAFETY: `first` was in the table, so it is never freed while the table lives (the
-        // type invariant): it goes back below or, should that fail, is leaked.
-        let kept = unsafe { first.lend() };
-        // The slot's node exists now, so this store allocates nothing and cannot drop the
-        // lock; GFP_NOWAIT makes sure of it. It returns ours, which is freed here.
-        if let Err(e) = frames.store(index, first, GFP_NOWAIT) {
-            // Unreachable by the argument above. If it ever happened, the slot would keep our
-            // frame while the first one stays mapped elsewhere: two frames for one offset. The
-            // first may be mapped, so it is leaked rather than freed (sound, not consistent),
-            // and the bug is reported loudly.
-            pr_err!("BUG: frame table: slot {index}: the first frame could not go back\n");
-            core::mem::forget(e.value);
         }
-        Ok((kept, false))
+        Ok((frame, ours))
     }
 
     /// Frame number `index`: the one in the table, or a new zeroed one, reserved in `budget`
@@ -509,12 +615,9 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         }
         let reservation = budget.reserve(1 << ORDER).ok_or(Shortage::Cap)?;
         let frame = vm::Frame::alloc_zeroed().map_err(|_| Shortage::Memory)?;
-        let mut frames = self.frames.lock();
         // A concurrent fault may have stored a frame meanwhile: then ours is freed, and the
         // reservation given back when it drops.
-        let (frame, stored) = self
-            .store(&mut frames, index, frame)
-            .map_err(|_| Shortage::Memory)?;
+        let (frame, stored) = self.store(index, frame)?;
         if stored {
             // Counted in the table now: so in the budget and the counters, before anything
             // else can return.
@@ -527,10 +630,10 @@ impl<const ORDER: u32> FrameTable<ORDER> {
     /// Fills `slots` with frames `start..start + slots.len()` (at most [`FILL_MAX`]), as
     /// [`Self::frame`] would one by one, for prefaulting.
     ///
-    /// However many slots there are, the table is looked up under one lock, the cap is asked
-    /// once, and the new frames are stored under one more lock: that is what makes a batch
-    /// cheaper per page than single faults. On a shortage, the slots from the first one that
-    /// could not be filled may stay empty.
+    /// However many slots there are, the cap is asked once: that, and the one
+    /// `vm_insert_pages` call the caller makes, is what makes a batch cheaper per page than
+    /// single faults. On a shortage, the slots from the first one that could not be filled may
+    /// stay empty.
     fn fill<'a>(
         &'a self,
         budget: &FrameBudget,
@@ -540,59 +643,44 @@ impl<const ORDER: u32> FrameTable<ORDER> {
     ) -> Result<(), Shortage> {
         let n = slots.len().min(FILL_MAX);
         let slots = &mut slots[..n];
-        {
-            let frames = self.frames.lock();
-            for (i, slot) in slots.iter_mut().enumerate() {
-                // SAFETY: as in `get`: frames seen in the table are never freed while it lives.
-                *slot = frames.get(start + i).map(|frame| unsafe { frame.extend() });
-            }
+        for (i, slot) in slots.iter_mut().enumerate() {
+            *slot = self.get(start + i);
         }
         let missing = slots.iter().filter(|slot| slot.is_none()).count();
         if missing == 0 {
             return Ok(());
         }
         let reservation = budget.reserve(missing << ORDER).ok_or(Shortage::Cap)?;
-        let mut new: [Option<vm::Frame<ORDER>>; FILL_MAX] = [const { None }; FILL_MAX];
-        let mut result = Ok(());
-        for (slot, new) in slots.iter().zip(new.iter_mut()) {
-            if slot.is_none() {
-                match vm::Frame::alloc_zeroed() {
-                    Ok(frame) => *new = Some(frame),
-                    Err(_) => {
-                        result = Err(Shortage::Memory);
-                        break;
-                    }
+        let (mut stored, mut result) = (0, Ok(()));
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let frame = match vm::Frame::alloc_zeroed() {
+                Ok(frame) => frame,
+                Err(_) => {
+                    result = Err(Shortage::Memory);
+                    break;
+                }
+            };
+            match self.store(start + i, frame) {
+                Ok((frame, ours)) => {
+                    stored += usize::from(ours);
+                    *slot = Some(frame);
+                }
+                Err(shortage) => {
+                    result = Err(shortage);
+                    break;
                 }
             }
         }
-        let mut stored = 0;
-        {
-            let mut frames = self.frames.lock();
-            for (i, new) in new[..n].iter_mut().enumerate() {
-                let Some(frame) = new.take() else {
-                    continue;
-                };
-                match self.store(&mut frames, start + i, frame) {
-                    Ok((frame, ours)) => {
-                        stored += usize::from(ours);
-                        slots[i] = Some(frame);
-                    }
-                    Err(_) => {
-                        result = Err(Shortage::Memory);
-                        break;
-                    }
-                }
-            }
-        }
-        // Frames left in `new` after a failure are freed when it drops, and the reservations
-        // of all that did not go in are given back here.
+        // The reservations of the frames that did not go in are given back here.
         reservation.commit(stored << ORDER);
         stats.add(Counter::FramesAllocated, (stored as u64) << ORDER);
         result
     }
 
-    /// Calls `f(pgoff, pfn)` for every 4 KiB page of every frame, in page-offset order. The
-    /// table's lock is taken per lookup, never while `f` runs.
+    /// Calls `f(pgoff, pfn)` for every 4 KiB page of every frame, in page-offset order.
     fn for_each(&self, mut f: impl FnMut(usize, usize) -> fmt::Result) -> fmt::Result {
         for index in 0..self.end.load(Relaxed) {
             if let Some(frame) = self.get(index) {
@@ -651,25 +739,28 @@ struct Instance {
     size: usize,
     /// Pages mapped per 4 KiB fault (`prefault` when it was opened).
     prefault: usize,
-    /// Whether the frames are 2 MiB (`huge` when it was opened): then `small` stays empty,
-    /// else `large` does.
+    /// Whether the frames are 2 MiB (`huge` when it was opened): then `small` has no slots,
+    /// else `large` has none.
     huge: bool,
-    #[pin]
     small: FrameTable<0>,
-    #[pin]
     large: FrameTable<{ vm::HUGE_ORDER }>,
 }
 
 impl Instance {
-    fn new() -> impl PinInit<Self> {
+    fn new() -> impl PinInit<Self, Error> {
         let limits = limits();
-        pin_init!(Self {
+        let (small, large) = if limits.huge {
+            (0, limits.max_pages)
+        } else {
+            (limits.max_pages, 0)
+        };
+        try_pin_init!(Self {
             id: NEXT_INSTANCE_ID.fetch_add(1, Relaxed),
             size: limits.max_pages,
             prefault: limits.prefault,
             huge: limits.huge,
-            small <- FrameTable::new(),
-            large <- FrameTable::new(),
+            small: FrameTable::new(small)?,
+            large: FrameTable::new(large)?,
         })
     }
 
@@ -789,7 +880,7 @@ fn record_latency(start: Instant<Monotonic>) {
 #[pinned_drop]
 impl PinnedDrop for Instance {
     fn drop(self: Pin<&mut Self>) {
-        // The XArrays free the frames right after this; count them as freed now.
+        // The frame tables free the frames right after this; count them as freed now.
         let n = self.pages();
         STATS.add(Counter::FramesFreed, n as u64);
         STATS.sub(Counter::Instances, 1);
@@ -951,7 +1042,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
 ///
 /// The kernel crate offers `VmaNew`/`VmaMixedMap` for setting up and filling a mapping, but no
 /// abstraction for `vm_operations_struct`, the VMA's page offset, batched or PMD-level
-/// insertion, a page's PFN, or an owned frame that can live in an `XArray`. This module
+/// insertion, a page's PFN, or an owned frame that can live in a table as a bare pointer. This module
 /// provides exactly those, each behind a safe interface whose proof is written next to its
 /// `unsafe` block.
 mod vm {
@@ -1304,7 +1395,7 @@ mod vm {
     }
 
     /// An owned, zeroed frame of `1 << ORDER` pages (a compound page when `ORDER` > 0),
-    /// stored in an `XArray` as its bare `struct page` pointer, so a frame costs no
+    /// stored in the frame table as its bare `struct page` pointer, so a frame costs no
     /// allocation besides its pages.
     ///
     /// # Invariants
@@ -1321,19 +1412,6 @@ mod vm {
     unsafe impl<const ORDER: u32> Sync for Frame<ORDER> {}
 
     impl<const ORDER: u32> Frame<ORDER> {
-        /// The frame, borrowed for as long as the caller says.
-        ///
-        /// # Safety
-        ///
-        /// The result must not be used once the frame is freed: the caller must know that the
-        /// frame outlives every use of it (for instance, because the frame table keeps it).
-        pub(crate) unsafe fn lend<'b>(&self) -> FrameRef<'b, ORDER> {
-            FrameRef {
-                page: self.page,
-                _frame: PhantomData,
-            }
-        }
-
         /// Allocates a zeroed frame, charged to the current task's memory cgroup as anonymous
         /// memory is. A huge frame is one compound page, and its allocation does not warn
         /// when no free 2 MiB block is left: the fault reports that.
@@ -1369,18 +1447,6 @@ mod vm {
     }
 
     impl<'a, const ORDER: u32> FrameRef<'a, ORDER> {
-        /// The same frame, borrowed for longer.
-        ///
-        /// # Safety
-        ///
-        /// The frame must stay alive for `'b`.
-        pub(crate) unsafe fn extend<'b>(self) -> FrameRef<'b, ORDER> {
-            FrameRef {
-                page: self.page,
-                _frame: PhantomData,
-            }
-        }
-
         /// The page frame number of the first page: what `/proc/<pid>/pagemap` reports for its
         /// mappings.
         pub(crate) fn pfn(self) -> usize {
@@ -1599,9 +1665,69 @@ mod tests {
         Ok(())
     }
 
+    /// Counts how many [`Tracked`] values were dropped.
+    static DROPPED: Atomic<usize> = Atomic::new(0);
+
+    /// A value whose drop is counted in [`DROPPED`].
+    struct Tracked(usize);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            DROPPED.add(1, Relaxed);
+        }
+    }
+
+    #[test]
+    fn once_array_keeps_the_first_value_and_frees_all_at_drop() -> Result {
+        let dropped = DROPPED.load(Relaxed);
+        let len = 2 * LEAF_SLOTS + 3;
+        let array = OnceArray::<KBox<Tracked>>::new(len)?;
+        assert!(array.get(0).is_none());
+        // Slots on both sides of a leaf boundary, and the very last one.
+        for (i, index) in [0, LEAF_SLOTS - 1, LEAF_SLOTS, len - 1]
+            .into_iter()
+            .enumerate()
+        {
+            let (value, ours) = array.set(index, KBox::new(Tracked(i), GFP_KERNEL)?)?;
+            assert!(ours);
+            assert_eq!(value.0, i);
+        }
+        // A second store keeps the first value and drops the newcomer.
+        let (value, ours) = array.set(LEAF_SLOTS, KBox::new(Tracked(99), GFP_KERNEL)?)?;
+        assert!(!ours);
+        assert_eq!(value.0, 2);
+        assert_eq!(DROPPED.load(Relaxed) - dropped, 1);
+        assert_eq!(array.get(LEAF_SLOTS).map(|v| v.0), Some(2));
+        assert_eq!(array.get(len - 1).map(|v| v.0), Some(3));
+        assert!(array.get(1).is_none());
+        // Past the end: nothing to find, and a store is refused (its value dropped).
+        assert!(array.get(len).is_none());
+        assert!(array.get(usize::MAX).is_none());
+        assert_eq!(
+            array.set(len, KBox::new(Tracked(7), GFP_KERNEL)?).err(),
+            Some(EINVAL)
+        );
+        assert_eq!(DROPPED.load(Relaxed) - dropped, 2);
+        // Dropping the array drops the four values it holds.
+        drop(array);
+        assert_eq!(DROPPED.load(Relaxed) - dropped, 6);
+        Ok(())
+    }
+
+    #[test]
+    fn once_array_of_no_slots_holds_nothing() -> Result {
+        let array = OnceArray::<KBox<Tracked>>::new(0)?;
+        assert!(array.get(0).is_none());
+        assert_eq!(
+            array.set(0, KBox::new(Tracked(0), GFP_KERNEL)?).err(),
+            Some(EINVAL)
+        );
+        Ok(())
+    }
+
     /// A frame table with a budget and counters of its own, so tests leave the module's alone.
     struct Bench<const ORDER: u32> {
-        table: Pin<KBox<FrameTable<ORDER>>>,
+        table: KBox<FrameTable<ORDER>>,
         budget: FrameBudget,
         stats: KBox<Stats>,
     }
@@ -1609,7 +1735,7 @@ mod tests {
     impl<const ORDER: u32> Bench<ORDER> {
         fn new(cap: usize) -> Result<Self> {
             Ok(Self {
-                table: KBox::pin_init(FrameTable::new(), GFP_KERNEL)?,
+                table: KBox::new(FrameTable::new(4096)?, GFP_KERNEL)?,
                 budget: FrameBudget::new(cap),
                 stats: KBox::new(Stats::new(), GFP_KERNEL)?,
             })
