@@ -267,9 +267,13 @@ impl Stats {
         })
     }
 
-    /// Counts one handler call that took `ns` nanoseconds.
-    fn record_latency(&self, ns: u64) {
+    /// Counts one handler call that took `ns` nanoseconds, adding one to each of `calls` too:
+    /// all on one shard, found once.
+    fn record_call(&self, calls: &[Counter], ns: u64) {
         let shard = self.shard();
+        for &counter in calls {
+            shard.counters[counter as usize].add(1, Relaxed);
+        }
         shard.counters[Counter::HandlerNs as usize].add(ns, Relaxed);
         shard.latency[Histogram::bucket(ns)].add(1, Relaxed);
     }
@@ -375,7 +379,9 @@ impl Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        self.budget.release(self.pages);
+        if self.pages > 0 {
+            self.budget.release(self.pages);
+        }
     }
 }
 
@@ -456,9 +462,9 @@ impl<T: ForeignOwnable> OnceArray<T> {
         unsafe { leaf.as_ref() }
     }
 
-    /// The value in slot `index`, if there is one.
-    fn get(&self, index: usize) -> Option<T::Borrowed<'_>> {
-        let ptr = self.leaf(index)?[index % LEAF_SLOTS].load(Acquire);
+    /// The value in `slot`, one of the array's, if there is one.
+    fn value<'a>(&'a self, slot: &'a Atomic<*mut c_void>) -> Option<T::Borrowed<'a>> {
+        let ptr = slot.load(Acquire);
         if ptr.is_null() {
             return None;
         }
@@ -467,6 +473,40 @@ impl<T: ForeignOwnable> OnceArray<T> {
         // may be borrowed for as long as `self` is; the acquire load makes the value's
         // initialisation visible.
         Some(unsafe { T::borrow(ptr) })
+    }
+
+    /// The value in slot `index`, if there is one.
+    fn get(&self, index: usize) -> Option<T::Borrowed<'_>> {
+        self.value(&self.leaf(index)?[index % LEAF_SLOTS])
+    }
+
+    /// Calls `f(index, value)` for every slot that holds a value, in index order, until `f`
+    /// fails. Values stored meanwhile may or may not be seen.
+    fn try_for_each<E>(
+        &self,
+        mut f: impl FnMut(usize, T::Borrowed<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for first in (0..self.len).step_by(LEAF_SLOTS) {
+            let Some(leaf) = self.leaf(first) else {
+                continue;
+            };
+            for (i, slot) in leaf.iter().enumerate() {
+                if let Some(value) = self.value(slot) {
+                    f(first + i, value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of slots that hold a value.
+    fn count(&self) -> usize {
+        let mut n = 0;
+        let _ = self.try_for_each(|_, _| -> Result<(), ()> {
+            n += 1;
+            Ok(())
+        });
+        n
     }
 
     /// Stores `value` in slot `index` unless the slot holds a value already. Returns the value
@@ -545,13 +585,11 @@ impl<T: ForeignOwnable> Drop for OnceArray<T> {
 /// mapping gets, and a frame found in the table stays valid for as long as the table is
 /// borrowed: the table never removes one, and frees them all when it is dropped. Dense, a frame
 /// costs the table 8 bytes (its slot; a leaf of 4 KiB serves 512 frames), plus 8 bytes of
-/// directory per 512 slots of the instance's size.
+/// directory per 512 slots of the instance's size. The table keeps no counters: on a fault,
+/// every word written is either the new frame's slot or per CPU, so two threads faulting on
+/// one instance share no cache line but the global budget's.
 struct FrameTable<const ORDER: u32> {
     frames: OnceArray<vm::Frame<ORDER>>,
-    /// The number of frames in `frames`.
-    count: Atomic<usize>,
-    /// One past the highest frame number in `frames`.
-    end: Atomic<usize>,
 }
 
 impl<const ORDER: u32> FrameTable<ORDER> {
@@ -559,14 +597,13 @@ impl<const ORDER: u32> FrameTable<ORDER> {
     fn new(pages: usize) -> Result<Self> {
         Ok(Self {
             frames: OnceArray::new(pages.div_ceil(1 << ORDER))?,
-            count: Atomic::new(0),
-            end: Atomic::new(0),
         })
     }
 
-    /// The number of 4 KiB pages in the table's frames.
+    /// The number of 4 KiB pages in the table's frames, counted (fdinfo and the instance's
+    /// end need it, faults do not).
     fn pages(&self) -> usize {
-        self.count.load(Relaxed) << ORDER
+        self.frames.count() << ORDER
     }
 
     /// Frame number `index`, if it exists.
@@ -581,24 +618,13 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         index: usize,
         frame: vm::Frame<ORDER>,
     ) -> Result<(vm::FrameRef<'_, ORDER>, bool), Shortage> {
-        let (frame, ours) = self.frames.set(index, frame).map_err(|e| {
+        self.frames.set(index, frame).map_err(|e| {
             if e == ENOMEM {
                 Shortage::Memory
             } else {
                 Shortage::Refused
             }
-        })?;
-        if ours {
-            self.count.add(1, Relaxed);
-            let mut end = self.end.load(Relaxed);
-            while end <= index {
-                match self.end.cmpxchg(end, index + 1, Relaxed) {
-                    Ok(_) => break,
-                    Err(now) => end = now,
-                }
-            }
-        }
-        Ok((frame, ours))
+        })
     }
 
     /// Frame number `index`: the one in the table, or a new zeroed one, reserved in `budget`
@@ -682,14 +708,12 @@ impl<const ORDER: u32> FrameTable<ORDER> {
 
     /// Calls `f(pgoff, pfn)` for every 4 KiB page of every frame, in page-offset order.
     fn for_each(&self, mut f: impl FnMut(usize, usize) -> fmt::Result) -> fmt::Result {
-        for index in 0..self.end.load(Relaxed) {
-            if let Some(frame) = self.get(index) {
-                for i in 0..1 << ORDER {
-                    f((index << ORDER) + i, frame.pfn() + i)?;
-                }
+        self.frames.try_for_each(|index, frame| {
+            for i in 0..1 << ORDER {
+                f((index << ORDER) + i, frame.pfn() + i)?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -848,33 +872,31 @@ impl Instance {
 impl vm::FaultHandler for Instance {
     fn fault(&self, vma: &VmaMixedMap, fault: &vm::Fault) -> vm::FaultOutcome {
         let start = Instant::<Monotonic>::now();
-        STATS.add(Counter::Faults, 1);
-        if fault.write {
-            STATS.add(Counter::WriteFaults, 1);
-        } else {
-            STATS.add(Counter::ReadFaults, 1);
-        }
         let outcome = match self.map(vma, fault.pgoff, fault.address) {
             Ok(()) => vm::FaultOutcome::Mapped,
             Err(shortage) => shortage.outcome(),
         };
-        record_latency(start);
+        let kind = if fault.write {
+            Counter::WriteFaults
+        } else {
+            Counter::ReadFaults
+        };
+        record_call(start, &[Counter::Faults, kind]);
         outcome
     }
 
     fn pmd_fault(&self, fault: &vm::Fault, pmd: &vm::PmdFault<'_>) -> vm::FaultOutcome {
         let start = Instant::<Monotonic>::now();
-        STATS.add(Counter::HugeFaults, 1);
         let outcome = self.map_pmd(fault, pmd);
-        record_latency(start);
+        record_call(start, &[Counter::HugeFaults]);
         outcome
     }
 }
 
-/// Records the time since `start` as one handler call.
-fn record_latency(start: Instant<Monotonic>) {
+/// Records one handler call that started at `start`, counted in `calls`.
+fn record_call(start: Instant<Monotonic>, calls: &[Counter]) {
     let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
-    STATS.record_latency(ns);
+    STATS.record_call(calls, ns);
 }
 
 #[pinned_drop]
@@ -1624,12 +1646,14 @@ mod tests {
     #[test]
     fn histogram_shows_only_non_empty_buckets() -> Result {
         let stats = KBox::new(Stats::new(), GFP_KERNEL)?;
-        stats.record_latency(700);
-        stats.record_latency(1000);
-        stats.record_latency(5000);
+        stats.record_call(&[], 700);
+        stats.record_call(&[Counter::Faults], 1000);
+        stats.record_call(&[Counter::Faults, Counter::ReadFaults], 5000);
         let text = show(|f| stats.write_latency(f))?;
         assert_eq!(text.to_bytes(), b"# le_ns count\n1024 2\n8192 1\n");
         assert_eq!(stats.get(Counter::HandlerNs), 6700);
+        assert_eq!(stats.get(Counter::Faults), 2);
+        assert_eq!(stats.get(Counter::ReadFaults), 1);
         Ok(())
     }
 
@@ -1700,6 +1724,13 @@ mod tests {
         assert_eq!(array.get(LEAF_SLOTS).map(|v| v.0), Some(2));
         assert_eq!(array.get(len - 1).map(|v| v.0), Some(3));
         assert!(array.get(1).is_none());
+        assert_eq!(array.count(), 4);
+        let mut seen = KVec::new();
+        array.try_for_each(|index, value| seen.push((index, value.0), GFP_KERNEL))?;
+        assert_eq!(
+            &seen[..],
+            &[(0, 0), (LEAF_SLOTS - 1, 1), (LEAF_SLOTS, 2), (len - 1, 3)]
+        );
         // Past the end: nothing to find, and a store is refused (its value dropped).
         assert!(array.get(len).is_none());
         assert!(array.get(usize::MAX).is_none());
