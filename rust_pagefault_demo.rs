@@ -231,12 +231,10 @@ struct Shard {
 /// the shards with wrapping arithmetic, which is exact even when a value was added on one
 /// shard and taken away on another.
 struct Stats {
-    shards: [Shard; Stats::SHARDS],
+    shards: [Shard; SHARDS],
 }
 
 impl Stats {
-    const SHARDS: usize = 8;
-
     const fn new() -> Self {
         Self {
             shards: [const {
@@ -244,13 +242,13 @@ impl Stats {
                     counters: [const { Atomic::new(0) }; Counter::COUNT],
                     latency: [const { Atomic::new(0) }; Histogram::BUCKETS],
                 }
-            }; Stats::SHARDS],
+            }; SHARDS],
         }
     }
 
     /// This CPU's shard. Being moved to another CPU meanwhile is harmless: the sums stay right.
     fn shard(&self) -> &Shard {
-        &self.shards[CpuId::current().as_u32() as usize % Self::SHARDS]
+        &self.shards[this_shard()]
     }
 
     fn add(&self, counter: Counter, n: u64) {
@@ -313,25 +311,57 @@ impl Stats {
     }
 }
 
+/// The per-CPU state ([`Stats`], [`FrameBudget`]'s stocks) this CPU uses: CPUs beyond
+/// [`SHARDS`] share. Being moved to another CPU right after is harmless, only slower.
+fn this_shard() -> usize {
+    CpuId::current().as_u32() as usize % SHARDS
+}
+
+/// How many per-CPU shards the counters and the budget have.
+const SHARDS: usize = 8;
+
+/// One CPU's stock of pages, on a cache line of its own.
+#[repr(align(64))]
+struct Stock(Atomic<usize>);
+
 /// Counts live frames of all instances against the `max_total_pages` cap.
 ///
 /// A frame is reserved before it is allocated, so concurrent faults can never overshoot the
-/// cap; a reservation that is not committed gives its slot back when dropped.
+/// cap; a reservation that is not committed gives its pages back when dropped.
+///
+/// Far from the cap, each CPU keeps a small stock of pages that are already counted, as the
+/// memory cgroup keeps a per-CPU stock of charges: a fault reserves from its CPU's stock, and
+/// the counter all CPUs share is written once per [`Self::BATCH`] faults instead of at every
+/// one. Near the cap (closer than all stocks together could be) no stock is handed out, and a
+/// reservation that does not fit takes every stock back before it gives up, so the cap is
+/// exact: a reservation fails only when the live frames and the reservations in flight leave
+/// no room.
 struct FrameBudget {
-    live: Atomic<usize>,
+    /// Pages counted against the cap: live frames, reservations in flight, and the stocks.
+    charged: Atomic<usize>,
     cap: Atomic<usize>,
+    stocks: [Stock; SHARDS],
 }
 
 impl FrameBudget {
+    /// Pages a CPU takes into its stock at once.
+    const BATCH: usize = 32;
+
     const fn new(cap: usize) -> Self {
         Self {
-            live: Atomic::new(0),
+            charged: Atomic::new(0),
             cap: Atomic::new(cap),
+            stocks: [const { Stock(Atomic::new(0)) }; SHARDS],
         }
     }
 
+    /// The frames live now: exact when no reservation is in flight.
     fn live(&self) -> usize {
-        self.live.load(Relaxed)
+        let stocked = self
+            .stocks
+            .iter()
+            .fold(0usize, |sum, stock| sum.wrapping_add(stock.0.load(Relaxed)));
+        self.charged.load(Relaxed).saturating_sub(stocked)
     }
 
     fn cap(&self) -> usize {
@@ -340,25 +370,62 @@ impl FrameBudget {
 
     /// Reserves `pages` pages, or returns `None` when they would pass the cap.
     fn reserve(&self, pages: usize) -> Option<Reservation<'_>> {
+        let reserved = || {
+            Some(Reservation {
+                budget: self,
+                pages,
+            })
+        };
+        let stock = &self.stocks[this_shard()].0;
+        let mut have = stock.load(Relaxed);
+        while have >= pages {
+            match stock.cmpxchg(have, have - pages, Relaxed) {
+                Ok(_) => return reserved(),
+                Err(now) => have = now,
+            }
+        }
+        // A new stock for this CPU too, if that leaves room for every CPU's stock.
+        if self.charge(pages + Self::BATCH, Self::BATCH * SHARDS) {
+            stock.add(Self::BATCH, Relaxed);
+            return reserved();
+        }
+        if self.charge(pages, 0) {
+            return reserved();
+        }
+        // Near the cap: the stocks count as used, so take them all back and try once more.
+        for stock in &self.stocks {
+            let n = stock.0.xchg(0, Relaxed);
+            if n > 0 {
+                self.charged.fetch_sub(n, Relaxed);
+            }
+        }
+        if self.charge(pages, 0) {
+            return reserved();
+        }
+        None
+    }
+
+    /// Counts `pages` more against the cap if they fit with `headroom` pages to spare.
+    fn charge(&self, pages: usize, headroom: usize) -> bool {
         let cap = self.cap();
-        let mut live = self.live();
+        let mut charged = self.charged.load(Relaxed);
         loop {
-            let want = live.checked_add(pages).filter(|&want| want <= cap)?;
-            match self.live.cmpxchg(live, want, Relaxed) {
-                Ok(_) => {
-                    return Some(Reservation {
-                        budget: self,
-                        pages,
-                    })
-                }
-                Err(now) => live = now,
+            let fits = charged
+                .checked_add(pages + headroom)
+                .is_some_and(|need| need <= cap);
+            if !fits {
+                return false;
+            }
+            match self.charged.cmpxchg(charged, charged + pages, Relaxed) {
+                Ok(_) => return true,
+                Err(now) => charged = now,
             }
         }
     }
 
     /// Gives back `n` committed frames.
     fn release(&self, n: usize) {
-        self.live.fetch_sub(n, Relaxed);
+        self.charged.fetch_sub(n, Relaxed);
     }
 }
 
@@ -1630,6 +1697,31 @@ mod tests {
         budget.reserve(1).expect("the last").commit(1);
         budget.release(4);
         assert_eq!(budget.live(), 0);
+    }
+
+    #[test]
+    fn budget_stocks_far_from_the_cap_and_is_exact_near_it() {
+        let budget = FrameBudget::new(1000);
+        // Far from the cap, the first reservation also fills this CPU's stock, the next ones
+        // come out of it, and what is reported live is what was committed.
+        budget.reserve(1).expect("first").commit(1);
+        assert_eq!(budget.charged.load(Relaxed), 1 + FrameBudget::BATCH);
+        budget.reserve(1).expect("from the stock").commit(1);
+        assert_eq!(budget.charged.load(Relaxed), 1 + FrameBudget::BATCH);
+        assert_eq!(budget.live(), 2);
+        // Another CPU's stock, as if it had faulted once.
+        budget.stocks[(this_shard() + 1) % SHARDS]
+            .0
+            .add(FrameBudget::BATCH, Relaxed);
+        budget.charged.add(FrameBudget::BATCH, Relaxed);
+        assert_eq!(budget.live(), 2);
+        // All the rest of the cap, in one: only fits once every stock is taken back.
+        budget.reserve(998).expect("the rest").commit(998);
+        assert_eq!(budget.live(), 1000);
+        assert!(budget.reserve(1).is_none());
+        assert_eq!(budget.live(), 1000);
+        budget.release(1000);
+        assert_eq!((budget.live(), budget.charged.load(Relaxed)), (0, 0));
     }
 
     #[test]
