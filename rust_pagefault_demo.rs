@@ -490,7 +490,11 @@ const FILL_MAX: usize = vm::PageBatch::CAPACITY;
 /// - A non-null slot comes from [`ForeignOwnable::into_foreign`] of a `T` that the array owns,
 ///   and it never changes until the array is dropped.
 /// - Both are published with release (or full) ordering, after the leaf or value is initialised.
-struct OnceArray<T: ForeignOwnable> {
+///
+/// `T: Send` because a value stored from one thread may be dropped on another; sharing the
+/// array (`Sync`) lends values to every thread, which `PhantomData<T>` allows only if
+/// `T: Sync`.
+struct OnceArray<T: ForeignOwnable + Send> {
     dir: KVVec<Atomic<*mut Leaf>>,
     /// The number of slots: indices `0..len` are valid.
     len: usize,
@@ -503,7 +507,7 @@ const LEAF_SLOTS: usize = PAGE_SIZE / core::mem::size_of::<usize>();
 /// One leaf of a [`OnceArray`].
 type Leaf = [Atomic<*mut c_void>; LEAF_SLOTS];
 
-impl<T: ForeignOwnable> OnceArray<T> {
+impl<T: ForeignOwnable + Send> OnceArray<T> {
     /// An empty array of `len` slots; only its directory is allocated (8 bytes per 512 slots).
     fn new(len: usize) -> Result<Self> {
         let leaves = len.div_ceil(LEAF_SLOTS);
@@ -595,7 +599,7 @@ impl<T: ForeignOwnable> OnceArray<T> {
             Err(first) => {
                 // SAFETY: `ptr` comes from `into_foreign` above and went nowhere.
                 drop(unsafe { T::from_foreign(ptr) });
-                // SAFETY: as in `get`; the failed exchange was fully ordered.
+                // SAFETY: as in `value`; the failed exchange was fully ordered.
                 Ok((unsafe { T::borrow(first) }, false))
             }
         }
@@ -624,7 +628,7 @@ impl<T: ForeignOwnable> OnceArray<T> {
     }
 }
 
-impl<T: ForeignOwnable> Drop for OnceArray<T> {
+impl<T: ForeignOwnable + Send> Drop for OnceArray<T> {
     fn drop(&mut self) {
         for entry in self.dir.iter() {
             let leaf = entry.load(Relaxed);
