@@ -471,9 +471,6 @@ fn limits() -> Limits {
     LIMITS.copy().unwrap_or(Limits::DEFAULT)
 }
 
-/// The most frames one [`FrameTable::fill`] provides: as many as one [`vm::PageBatch`] maps.
-const FILL_MAX: usize = vm::PageBatch::CAPACITY;
-
 /// A sparse array of write-once slots, read and written without a lock.
 ///
 /// Two levels, as in the page tables it feeds: a directory, allocated for the whole length up
@@ -724,8 +721,8 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         Ok(frame)
     }
 
-    /// Fills `slots` with frames `start..start + slots.len()` (at most [`FILL_MAX`]), as
-    /// [`Self::frame`] would one by one, for prefaulting.
+    /// Fills `slots` with frames `start..start + slots.len()`, as [`Self::frame`] would one by
+    /// one, for prefaulting.
     ///
     /// However many slots there are, the cap is asked once: that, and the one
     /// `vm_insert_pages` call the caller makes, is what makes a batch cheaper per page than
@@ -738,8 +735,6 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         start: usize,
         slots: &mut [Option<vm::FrameRef<'a, ORDER>>],
     ) -> Result<(), Shortage> {
-        let n = slots.len().min(FILL_MAX);
-        let slots = &mut slots[..n];
         for (i, slot) in slots.iter_mut().enumerate() {
             *slot = self.get(start + i);
         }
@@ -1135,9 +1130,9 @@ impl kernel::InPlaceModule for PagefaultDemo {
 ///
 /// The kernel crate offers `VmaNew`/`VmaMixedMap` for setting up and filling a mapping, but no
 /// abstraction for `vm_operations_struct`, the VMA's page offset, batched or PMD-level
-/// insertion, a page's PFN, or an owned frame that can live in a table as a bare pointer. This module
-/// provides exactly those, each behind a safe interface whose proof is written next to its
-/// `unsafe` block.
+/// insertion, a page's PFN, or an owned frame that can live in a table as a bare pointer. This
+/// module provides exactly those, each behind a safe interface whose proof is written next to
+/// its `unsafe` block.
 mod vm {
     use core::{marker::PhantomData, ptr::NonNull};
     use kernel::{
