@@ -9,6 +9,7 @@
 //! would otherwise be charged to whichever mode ran first.
 
 use crate::{io, Res};
+use pfdemo::parse;
 use pfdemo::sys::{self, page_size, Device, Mapping};
 use serde::Serialize;
 use std::process::Command;
@@ -357,34 +358,11 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// Bytes of slab objects in use, all caches together, from /proc/slabinfo: objects, not
-/// slab pages, so that objects freed earlier (by the module's KUnit tests at load, say) and
-/// reused now do not hide what the frames cost.
+/// Bytes of slab objects in use, all caches together (see [`parse::parse_slabinfo`]).
 fn slab_bytes_in_use() -> Res<u64> {
     let text = io("slabinfo", std::fs::read_to_string("/proc/slabinfo"))?;
-    parse_slabinfo(&text)
-}
-
-/// The sum of `active_objs * objsize` over the caches of a /proc/slabinfo text.
-fn parse_slabinfo(text: &str) -> Res<u64> {
-    let mut lines = text.lines();
-    if !lines
-        .next()
-        .is_some_and(|l| l.starts_with("slabinfo - version: 2."))
-    {
-        return Err("/proc/slabinfo: not version 2".into());
-    }
-    let mut bytes = 0u64;
-    for line in lines.filter(|l| !l.starts_with('#')) {
-        let field = |i: usize| -> Res<u64> {
-            line.split_whitespace()
-                .nth(i)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("/proc/slabinfo: bad line {line:?}"))
-        };
-        bytes += field(1)? * field(3)?;
-    }
-    Ok(bytes)
+    let caches = parse::parse_slabinfo(&text).map_err(|e| e.to_string())?;
+    Ok(caches.values().sum())
 }
 
 /// Bytes of slab objects that `pages` frames of one instance add, per frame: the XArray's
@@ -606,21 +584,5 @@ fn print_table(r: &Report) {
     }
     for n in &r.notes {
         println!("note: {n}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slabinfo_sums_objects_in_use() {
-        let text = "slabinfo - version: 2.1\n\
-            # name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables\n\
-            radix_tree_node 1000 1036 576 28 4 : tunables 0 0 0 : slabdata 37 37 0\n\
-            kmalloc-64 10 64 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n";
-        assert_eq!(parse_slabinfo(text).unwrap(), 1000 * 576 + 10 * 64);
-        assert!(parse_slabinfo("slabinfo - version: 1.1\n").is_err());
-        assert!(parse_slabinfo("slabinfo - version: 2.1\nx y\n").is_err());
     }
 }

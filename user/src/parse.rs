@@ -1,5 +1,6 @@
 //! Parsers for what the module and the kernel print: debugfs `stats`, `frames` and `latency`,
-//! fdinfo, pagemap entries and `/proc/<pid>/stat`. Pure functions, tested on the host.
+//! fdinfo, pagemap entries, `/proc/<pid>/stat` and `/proc/slabinfo`. Pure functions, tested on
+//! the host.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -230,6 +231,28 @@ pub fn parse_stat_faults(text: &str) -> Result<(u64, u64), ParseError> {
             .ok_or_else(|| bad("stat", text))
     };
     Ok((get(10)?, get(12)?))
+}
+
+/// `/proc/slabinfo`: bytes of objects in use (`active_objs * objsize`) per cache. Objects, not
+/// slab pages, so objects freed earlier and reused later do not hide what new ones cost.
+pub fn parse_slabinfo(text: &str) -> Result<BTreeMap<String, u64>, ParseError> {
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    if !header.starts_with("slabinfo - version: 2.") {
+        return Err(bad("slabinfo", header));
+    }
+    lines
+        .filter(|l| !l.starts_with('#'))
+        .map(|line| {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let num = |i: usize| -> Result<u64, ParseError> {
+                w.get(i)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad("slabinfo", line))
+            };
+            Ok((w[0].to_string(), num(1)? * num(3)?))
+        })
+        .collect()
 }
 
 /// The `frames` file indexed by PFN: which instance and page offset each frame belongs to.
@@ -500,5 +523,19 @@ mod tests {
         assert_eq!(parse_stat_faults(text).unwrap(), (77, 3));
         assert!(parse_stat_faults("garbage").is_err());
         assert!(parse_stat_faults("1 (x) S 1").is_err());
+    }
+
+    #[test]
+    fn slabinfo_bytes_in_use_per_cache() {
+        let text = "slabinfo - version: 2.1\n\
+            # name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables\n\
+            radix_tree_node 1000 1036 576 28 4 : tunables 0 0 0 : slabdata 37 37 0\n\
+            kmalloc-64 10 64 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n";
+        let caches = parse_slabinfo(text).unwrap();
+        assert_eq!(caches.len(), 2);
+        assert_eq!(caches["radix_tree_node"], 1000 * 576);
+        assert_eq!(caches["kmalloc-64"], 10 * 64);
+        assert!(parse_slabinfo("slabinfo - version: 1.1\n").is_err());
+        assert!(parse_slabinfo("slabinfo - version: 2.1\nx y\n").is_err());
     }
 }

@@ -19,9 +19,9 @@
 //! `N passed, N failed`.
 
 use clap::{Parser, Subcommand};
-use pfdemo::parse::Stats;
+use pfdemo::parse::{self, Stats};
 use pfdemo::sys::{self, page_size, Device, Mapping};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -626,27 +626,19 @@ fn free_kb() -> u64 {
     meminfo("MemFree:") + pcp_pages * page_size() as u64 / 1024
 }
 
-/// Objects in use per slab cache, from /proc/slabinfo (empty if the kernel has none).
-fn slab_objects() -> HashMap<String, i64> {
+/// Bytes of objects in use per slab cache, from /proc/slabinfo (empty if the kernel has none).
+fn slab_objects() -> BTreeMap<String, u64> {
     std::fs::read_to_string("/proc/slabinfo")
+        .ok()
+        .and_then(|text| parse::parse_slabinfo(&text).ok())
         .unwrap_or_default()
-        .lines()
-        .skip(2)
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let name = w.next()?.to_string();
-            let active: i64 = w.next()?.parse().ok()?;
-            let size: i64 = w.nth(1)?.parse().ok()?;
-            Some((name, active * size))
-        })
-        .collect()
 }
 
 /// The caches whose bytes in use grew the most from `a` to `b`, largest first.
-fn slab_growth(a: &HashMap<String, i64>, b: &HashMap<String, i64>) -> String {
+fn slab_growth(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> String {
     let mut grown: Vec<(i64, &str)> = b
         .iter()
-        .map(|(n, v)| (v - a.get(n).copied().unwrap_or(0), n.as_str()))
+        .map(|(n, &v)| (v as i64 - a.get(n).map_or(0, |&v| v as i64), n.as_str()))
         .filter(|(d, _)| *d != 0)
         .collect();
     grown.sort();
