@@ -29,6 +29,19 @@ RPD_USER_TARGET_IN=/build/user-target${RPD_TAG:+-$RPD_TAG}
 module_dir_in() { echo "/build/module${RPD_TAG:+-$RPD_TAG}-$1"; }   # module copy of a flavour
 initramfs_in() { echo "/build/initramfs${RPD_TAG:+-$RPD_TAG}-$1"; } # guest of a flavour (+.cpio)
 
+# The module's sources, relative to the repository: Kbuild, the Makefile, the crate root and
+# its sibling files (x.rs), and the files under a sibling's folder of parts (x/).
+module_sources() {
+	(
+		cd "$RPD_TOP"
+		echo Kbuild Makefile
+		for f in *.rs; do
+			echo "$f"
+			if [ -d "${f%.rs}" ]; then find "${f%.rs}" -name '*.rs' | sort; fi
+		done
+	)
+}
+
 _rpd_t0=${_rpd_t0:-$(date +%s)}
 export _rpd_t0
 

@@ -19,8 +19,15 @@ else
 	# A clippy build also gets a copy of its own, so it never invalidates the plain build.
 	dir=$(module_dir_in "$FLAVOUR")${extra:+-clippy}
 	mkdir -p "$RPD_ROOT$dir"
-	for f in Kbuild Makefile rust_pagefault_demo.rs; do
+	# Copy what changed (an unchanged file keeps its time, so kbuild does not rebuild for it)
+	# and drop sources the repository no longer has.
+	srcs=$(module_sources)
+	for f in $srcs; do
+		mkdir -p "$(dirname "$RPD_ROOT$dir/$f")"
 		cmp -s "$RPD_TOP/$f" "$RPD_ROOT$dir/$f" || cp "$RPD_TOP/$f" "$RPD_ROOT$dir/$f"
+	done
+	(cd "$RPD_ROOT$dir" && find . -name '*.rs' | sed 's#^\./##') | while read -r f; do
+		grep -qxF "$f" <<<"$(tr ' ' '\n' <<<"$srcs")" || rm -f "$RPD_ROOT$dir/$f"
 	done
 	# Clippy speaks only while it compiles: make it compile, or an unchanged file that
 	# still has warnings would pass the next check silently.

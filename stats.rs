@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The module's counters and the histogram of its handlers' latency: the `stats` and
+//! `latency` files in debugfs.
+//!
+//! Owns [`STATS`]. Everything else only adds to it (the fault path, open, mmap, release) or
+//! reads it (the debugfs files).
+//!
+//! Calling context: any. The fault path takes no lock here and never waits: each CPU adds to
+//! a shard of its own (see [`crate::shard`]), and readers sum the shards with wrapping
+//! arithmetic.
+
+use core::fmt;
+use kernel::{
+    prelude::*,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
+    time::{
+        Instant,
+        Monotonic, //
+    },
+};
+
+use crate::{
+    budget::FrameBudget,
+    limits::Limits,
+    shard::{
+        this_shard,
+        SHARDS, //
+    },
+};
+
+/// Declares [`Counter`], its number and its names from one list, in the order the `stats`
+/// file shows them.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// The module's counters, each a `name value` line of the `stats` file.
+        #[derive(Clone, Copy)]
+        pub(crate) enum Counter {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Counter {
+            /// How many counters there are.
+            pub(crate) const COUNT: usize = [$($name),*].len();
+            /// Each counter's name in the `stats` file, indexed by the counter.
+            pub(crate) const NAMES: [&'static str; Counter::COUNT] = [$($name),*];
+        }
+    };
+}
+
+counters! {
+    /// Calls of the 4 KiB fault handler.
+    Faults => "faults",
+    /// 4 KiB faults by a read.
+    ReadFaults => "read_faults",
+    /// 4 KiB faults by a write.
+    WriteFaults => "write_faults",
+    /// 4 KiB pages of the frames allocated.
+    FramesAllocated => "frames_allocated",
+    /// 4 KiB pages of the frames freed.
+    FramesFreed => "frames_freed",
+    /// Faults that ended in `SIGBUS`.
+    Sigbus => "sigbus",
+    /// Faults that ended in `VM_FAULT_OOM`.
+    Oom => "oom",
+    /// Instances open now.
+    Instances => "instances",
+    /// Instances opened since the module was loaded.
+    InstancesOpened => "instances_opened",
+    /// `mmap` calls refused.
+    MmapRefused => "mmap_refused",
+    /// Pages mapped by faults besides the faulting page (`prefault` > 1).
+    Prefaulted => "prefaulted",
+    /// Calls of the PMD-level handler (`huge`), which are not counted in `faults`.
+    HugeFaults => "huge_faults",
+    /// PMD-level calls that asked the core to fall back to 4 KiB faults.
+    HugeFallbacks => "huge_fallbacks",
+    /// Nanoseconds spent in the handlers, all calls together (see `latency` for the spread).
+    HandlerNs => "handler_ns",
+}
+
+/// A log2 histogram of nanoseconds: bucket `b` counts values in `[2^(b-1), 2^b)`, bucket 0
+/// counts zero.
+pub(crate) struct Histogram;
+
+impl Histogram {
+    pub(crate) const BUCKETS: usize = 40;
+
+    /// The bucket of `ns`; the last bucket also takes everything above 2^38 ns.
+    pub(crate) fn bucket(ns: u64) -> usize {
+        ((u64::BITS - ns.leading_zeros()) as usize).min(Self::BUCKETS - 1)
+    }
+}
+
+/// One CPU's share of the counters, on cache lines of its own.
+#[repr(align(64))]
+pub(crate) struct Shard {
+    counters: [Atomic<u64>; Counter::COUNT],
+    latency: [Atomic<u64>; Histogram::BUCKETS],
+}
+
+/// The module's counters and the handler-latency histogram.
+///
+/// The fault path takes no lock, and, so that faults on different CPUs do not fight over
+/// cache lines, each CPU adds to a shard of its own (CPUs beyond `SHARDS` share). Readers sum
+/// the shards with wrapping arithmetic, which is exact even when a value was added on one
+/// shard and taken away on another.
+pub(crate) struct Stats {
+    shards: [Shard; SHARDS],
+}
+
+/// The module's counters.
+pub(crate) static STATS: Stats = Stats::new();
+
+impl Stats {
+    pub(crate) const fn new() -> Self {
+        Self {
+            shards: [const {
+                Shard {
+                    counters: [const { Atomic::new(0) }; Counter::COUNT],
+                    latency: [const { Atomic::new(0) }; Histogram::BUCKETS],
+                }
+            }; SHARDS],
+        }
+    }
+
+    /// This CPU's shard. Being moved to another CPU meanwhile is harmless: the sums stay right.
+    fn shard(&self) -> &Shard {
+        &self.shards[this_shard()]
+    }
+
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.shard().counters[counter as usize].add(n, Relaxed);
+    }
+
+    pub(crate) fn sub(&self, counter: Counter, n: u64) {
+        self.add(counter, n.wrapping_neg());
+    }
+
+    /// The sum over all shards of the value that `of` picks from a shard.
+    fn sum(&self, of: impl Fn(&Shard) -> &Atomic<u64>) -> u64 {
+        self.shards
+            .iter()
+            .fold(0u64, |sum, shard| sum.wrapping_add(of(shard).load(Relaxed)))
+    }
+
+    pub(crate) fn get(&self, counter: Counter) -> u64 {
+        self.sum(|shard| &shard.counters[counter as usize])
+    }
+
+    /// Counts one handler call that took `ns` nanoseconds, adding one to each of `calls` too:
+    /// all on one shard, found once.
+    pub(crate) fn record_call(&self, calls: &[Counter], ns: u64) {
+        let shard = self.shard();
+        for &counter in calls {
+            shard.counters[counter as usize].add(1, Relaxed);
+        }
+        shard.counters[Counter::HandlerNs as usize].add(ns, Relaxed);
+        shard.latency[Histogram::bucket(ns)].add(1, Relaxed);
+    }
+
+    /// Writes `name value` lines: the counters, then the budget's count of live frames (see
+    /// [`FrameBudget`]) and the settings it runs with.
+    pub(crate) fn write(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        budget: &FrameBudget,
+        limits: &Limits,
+    ) -> fmt::Result {
+        for (i, name) in Counter::NAMES.iter().enumerate() {
+            writeln!(f, "{name} {}", self.sum(|shard| &shard.counters[i]))?;
+        }
+        writeln!(f, "frames_live {}", budget.live())?;
+        writeln!(f, "max_total_pages {}", budget.cap())?;
+        writeln!(f, "prefault {}", limits.prefault)?;
+        writeln!(f, "huge {}", u8::from(limits.huge))
+    }
+
+    /// The histogram: one line per non-empty bucket, `<upper bound in ns> <count>`.
+    pub(crate) fn write_latency(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "# le_ns count")?;
+        for b in 0..Histogram::BUCKETS {
+            let count = self.sum(|shard| &shard.latency[b]);
+            if count != 0 {
+                writeln!(f, "{} {}", 1u64 << b, count)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records in [`STATS`] one handler call that started at `start`, counted in `calls`.
+pub(crate) fn record_call(start: Instant<Monotonic>, calls: &[Counter]) {
+    let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
+    STATS.record_call(calls, ns);
+}
+
+#[kunit_tests(rust_pagefault_demo_stats)]
+mod tests {
+    use super::*;
+    use kernel::str::CString;
+
+    /// Formats with a closure, to capture what a debugfs file would show.
+    struct Show<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result>(F);
+
+    impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> fmt::Display for Show<F> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            (self.0)(f)
+        }
+    }
+
+    fn show(f: impl Fn(&mut fmt::Formatter<'_>) -> fmt::Result) -> Result<CString> {
+        CString::try_from_fmt(format_args!("{}", Show(f)))
+    }
+
+    #[test]
+    fn histogram_buckets_are_log2() {
+        assert_eq!(Histogram::bucket(0), 0);
+        assert_eq!(Histogram::bucket(1), 1);
+        assert_eq!(Histogram::bucket(2), 2);
+        assert_eq!(Histogram::bucket(3), 2);
+        assert_eq!(Histogram::bucket(1023), 10);
+        assert_eq!(Histogram::bucket(1024), 11);
+        assert_eq!(Histogram::bucket(u64::MAX), Histogram::BUCKETS - 1);
+    }
+
+    #[test]
+    fn histogram_shows_only_non_empty_buckets() -> Result {
+        let stats = KBox::new(Stats::new(), GFP_KERNEL)?;
+        stats.record_call(&[], 700);
+        stats.record_call(&[Counter::Faults], 1000);
+        stats.record_call(&[Counter::Faults, Counter::ReadFaults], 5000);
+        let text = show(|f| stats.write_latency(f))?;
+        assert_eq!(text.to_bytes(), b"# le_ns count\n1024 2\n8192 1\n");
+        assert_eq!(stats.get(Counter::HandlerNs), 6700);
+        assert_eq!(stats.get(Counter::Faults), 2);
+        assert_eq!(stats.get(Counter::ReadFaults), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn sharded_counters_sum_exactly() -> Result {
+        let stats = KBox::new(Stats::new(), GFP_KERNEL)?;
+        // Taken away on another shard than it was added on: the sum still balances.
+        stats.shards[3].counters[Counter::Instances as usize].add(2, Relaxed);
+        stats.shards[5].counters[Counter::Instances as usize].add(1u64.wrapping_neg(), Relaxed);
+        stats.sub(Counter::Instances, 1);
+        assert_eq!(stats.get(Counter::Instances), 0);
+        stats.add(Counter::Faults, 7);
+        assert_eq!(stats.get(Counter::Faults), 7);
+        Ok(())
+    }
+
+    #[test]
+    fn stats_print_name_value_lines() -> Result {
+        let stats = KBox::new(Stats::new(), GFP_KERNEL)?;
+        stats.add(Counter::Faults, 3);
+        stats.add(Counter::WriteFaults, 2);
+        stats.add(Counter::ReadFaults, 1);
+        let budget = FrameBudget::new(9);
+        budget.reserve(1).expect("frame").commit(1);
+        let text = show(|f| stats.write(f, &budget, &Limits::DEFAULT))?;
+        assert_eq!(
+            text.to_bytes(),
+            b"faults 3\nread_faults 1\nwrite_faults 2\nframes_allocated 0\nframes_freed 0\n\
+              sigbus 0\noom 0\ninstances 0\ninstances_opened 0\nmmap_refused 0\n\
+              prefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\nhandler_ns 0\nframes_live 1\n\
+              max_total_pages 9\nprefault 1\nhuge 0\n"
+        );
+        Ok(())
+    }
+}

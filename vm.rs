@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The raw side of the memory-management hooks, kept small and in one place.
+//!
+//! The kernel crate offers `VmaNew`/`VmaMixedMap` for setting up and filling a mapping, but no
+//! abstraction for `vm_operations_struct`, the VMA's page offset, batched or PMD-level
+//! insertion, a page's PFN, or an owned frame that can live in a table as a bare pointer. This
+//! module provides exactly those, each behind a safe interface whose proof is written next to
+//! its `unsafe` block. It is the only place in the module that uses `kernel::bindings`.
+//!
+//! - [`fault`]: the `vm_operations_struct` and the fault entry points.
+//! - [`frame`]: owned, zeroed frames and borrowed views of them.
+//! - [`insert`]: mapping pages, one at a time or in batches.
+//! - [`mm`]: what the module reads of the mm: a VMA's page offset, the RAM size.
+//!
+//! C headers: [`include/linux/mm.h`](srctree/include/linux/mm.h),
+//! [`include/linux/mm_types.h`](srctree/include/linux/mm_types.h).
+
+use kernel::bindings;
+
+mod fault;
+mod frame;
+mod insert;
+mod mm;
+
+pub(crate) use fault::{
+    install,
+    Fault,
+    FaultHandler,
+    FaultOutcome,
+    PmdFault, //
+};
+pub(crate) use frame::{
+    Frame,
+    FrameRef, //
+};
+pub(crate) use insert::{
+    insert_subpage,
+    PageBatch, //
+};
+pub(crate) use mm::{
+    pgoff,
+    ram_pages, //
+};
+
+/// The order of a huge frame: one PMD, 2 MiB of 4 KiB pages.
+pub(crate) const HUGE_ORDER: u32 = bindings::HPAGE_PMD_ORDER;
+/// The page index within a huge frame.
+pub(crate) const HUGE_MASK: usize = (1 << HUGE_ORDER) - 1;

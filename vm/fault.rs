@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The fault hooks: a VMA's `vm_operations_struct`, and what the core passes to them.
+//!
+//! [`install`] makes a [`FaultHandler`] the owner of a mapping's faults. The C entry points
+//! in [`VmOps`] unpack the core's `struct vm_fault` into a [`Fault`] and call the handler;
+//! its [`FaultOutcome`] goes back as a `vm_fault_t`.
+//!
+//! Calling context: the entry points run on the page-fault path, in the faulting task's
+//! context, with the mmap lock or the VMA's lock held for reading by the core; they may
+//! sleep.
+
+use core::marker::PhantomData;
+use kernel::{
+    bindings,
+    mm::virt::VmaMixedMap,
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
+};
+
+use super::{
+    FrameRef,
+    HUGE_MASK,
+    HUGE_ORDER, //
+};
+
+/// What the core asked for in one fault.
+pub(crate) struct Fault {
+    /// Page offset in the file of the faulting page.
+    pub(crate) pgoff: usize,
+    /// The faulting user address.
+    pub(crate) address: usize,
+    /// Whether the access was a write.
+    pub(crate) write: bool,
+    /// Whether the mapping is shared (`MAP_SHARED`) rather than private.
+    pub(crate) shared: bool,
+}
+
+/// How a fault ended, as the core's `vm_fault_t` knows it.
+pub(crate) enum FaultOutcome {
+    /// The page-table entry is in place: `VM_FAULT_NOPAGE`, the access is retried.
+    Mapped,
+    /// No memory: `VM_FAULT_OOM`, the OOM killer's business.
+    Oom,
+    /// The page cannot exist: `VM_FAULT_SIGBUS`.
+    Sigbus,
+    /// Not at this level: `VM_FAULT_FALLBACK`, the core retries with 4 KiB faults.
+    Fallback,
+}
+
+impl FaultOutcome {
+    fn into_raw(self) -> bindings::vm_fault_t {
+        (match self {
+            Self::Mapped => bindings::vm_fault_reason_VM_FAULT_NOPAGE,
+            Self::Oom => bindings::vm_fault_reason_VM_FAULT_OOM,
+            Self::Sigbus => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
+            Self::Fallback => bindings::vm_fault_reason_VM_FAULT_FALLBACK,
+        }) as bindings::vm_fault_t
+    }
+
+    fn from_raw(raw: bindings::vm_fault_t) -> Self {
+        let has = |reason: bindings::vm_fault_reason| raw & reason as bindings::vm_fault_t != 0;
+        if has(bindings::vm_fault_reason_VM_FAULT_NOPAGE) {
+            Self::Mapped
+        } else if has(bindings::vm_fault_reason_VM_FAULT_OOM) {
+            Self::Oom
+        } else if has(bindings::vm_fault_reason_VM_FAULT_FALLBACK) {
+            Self::Fallback
+        } else {
+            Self::Sigbus
+        }
+    }
+}
+
+/// The owner of a mapping's pages: what a VMA's `vm_private_data` points to.
+pub(crate) trait FaultHandler: Sync + Sized {
+    /// Handles a 4 KiB fault of `vma`, called with the mmap lock or the VMA's lock held
+    /// for reading. Must not take the mmap lock.
+    fn fault(&self, vma: &VmaMixedMap, fault: &Fault) -> FaultOutcome;
+
+    /// Handles a fault that may be served at PMD level, on mappings installed with
+    /// `huge`, where the 2 MiB around the fault lies inside the VMA and maps one whole
+    /// frame (the shim checks); the same locking as `fault`.
+    fn pmd_fault(&self, fault: &Fault, pmd: &PmdFault<'_>) -> FaultOutcome;
+}
+
+/// Makes `handler` the owner of `vma`'s faults; with `huge`, PMD-level faults too, and
+/// the mapping is marked as wanting huge pages (as `MADV_HUGEPAGE` would).
+///
+/// # Safety
+///
+/// `handler` must stay valid for as long as `vma`, or any VMA copied or split from it,
+/// exists.
+pub(crate) unsafe fn install<T: FaultHandler>(vma: &VmaMixedMap, handler: &T, huge: bool) {
+    let raw = vma.as_ptr();
+    // SAFETY: `install` is called from the mmap hook (it takes the `VmaMixedMap` that
+    // `VmaNew::set_mixedmap` returned), while the VMA is not yet visible to other threads,
+    // so writing these fields does not race. `VM_HUGEPAGE` is a valid flag for any VMA.
+    // The caller guarantees that `handler` outlives every VMA that will carry this pointer.
+    unsafe {
+        (*raw).vm_ops = if huge {
+            &VmOps::<T>::HUGE_TABLE
+        } else {
+            &VmOps::<T>::TABLE
+        };
+        (*raw).vm_private_data = core::ptr::from_ref(handler).cast_mut().cast();
+        if huge {
+            (*raw).__bindgen_anon_2.vm_flags |= bindings::VM_HUGEPAGE;
+        }
+    }
+}
+
+/// The `vm_operations_struct`s of a [`FaultHandler`].
+struct VmOps<T>(PhantomData<T>);
+
+impl<T: FaultHandler> VmOps<T> {
+    const TABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        fault: Some(Self::fault),
+        map_pages: Some(Self::map_pages),
+        ..pin_init::zeroed()
+    };
+
+    const HUGE_TABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        huge_fault: Some(Self::huge_fault),
+        ..Self::TABLE
+    };
+
+    /// The handler and the fault of `vmf`.
+    ///
+    /// # Safety
+    ///
+    /// `vmf` must be the valid fault of a VMA whose ops are `TABLE` or `HUGE_TABLE`, and
+    /// the returned references are used only during that fault.
+    unsafe fn unpack<'a>(vmf: *mut bindings::vm_fault) -> (&'a T, &'a VmaMixedMap, Fault) {
+        // SAFETY: the caller passes a valid `vmf` that lives for the whole fault.
+        let (vma, fault) = unsafe {
+            let vmf = &*vmf;
+            let args = &vmf.__bindgen_anon_1;
+            let shared = (*args.vma).__bindgen_anon_2.vm_flags & bindings::VM_SHARED;
+            (
+                args.vma,
+                Fault {
+                    pgoff: args.pgoff,
+                    address: args.address,
+                    write: vmf.flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0,
+                    shared: shared != 0,
+                },
+            )
+        };
+        // SAFETY: the VMA carries our ops, which only `install::<T>` sets, together with
+        // `vm_private_data` pointing to a `T` that `install`'s caller keeps alive while the
+        // VMA exists. fork and split copy both fields together.
+        let handler = unsafe { &*(*vma).vm_private_data.cast::<T>() };
+        // SAFETY: the core holds the mmap read lock or the per-VMA read lock for the whole
+        // fault, which is what `VmaMixedMap` requires, and `VM_MIXEDMAP` was set by
+        // `VmaNew::set_mixedmap` before `install` and is never cleared.
+        let vma = unsafe { VmaMixedMap::from_raw(vma) };
+        (handler, vma, fault)
+    }
+
+    /// # Safety
+    ///
+    /// Called by the core's fault path with a valid `vmf` whose VMA carries these ops.
+    unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        // SAFETY: as this function's own requirements.
+        let (handler, vma, fault) = unsafe { Self::unpack(vmf) };
+        handler.fault(vma, &fault).into_raw()
+    }
+
+    /// # Safety
+    ///
+    /// Called by the core's fault path with a valid `vmf` whose VMA carries these ops.
+    unsafe extern "C" fn huge_fault(
+        vmf: *mut bindings::vm_fault,
+        order: kernel::ffi::c_uint,
+    ) -> bindings::vm_fault_t {
+        if order != HUGE_ORDER {
+            return FaultOutcome::Fallback.into_raw();
+        }
+        // SAFETY: as this function's own requirements.
+        let (handler, vma, fault) = unsafe { Self::unpack(vmf) };
+        // The core does not check, for a file VMA, that a PMD fits (the driver must, as
+        // DAX does): the whole 2 MiB must lie inside the VMA, and map a whole frame.
+        if !pmd_fits(vma, &fault) {
+            return FaultOutcome::Fallback.into_raw();
+        }
+        let pmd = PmdFault {
+            vmf,
+            _fault: PhantomData,
+        };
+        handler.pmd_fault(&fault, &pmd).into_raw()
+    }
+
+    /// Fault-around: maps pages that are "readily available" near a read fault, under RCU.
+    ///
+    /// Ours maps none: `vm_insert_page` may allocate a page table and sleep, which RCU
+    /// forbids, so every page still goes through `fault` and is counted there. Having this
+    /// operation at all is what tells the core (`vmf_can_call_fault` in mm/memory.c) that
+    /// our `fault` does not need the mmap lock. Without it, every fault taken under the
+    /// per-VMA lock would be refused with `VM_FAULT_RETRY` and redone under the mmap lock:
+    /// twice the work, and faults of different threads would serialise.
+    ///
+    /// # Safety
+    ///
+    /// Called by the core; nothing is dereferenced.
+    unsafe extern "C" fn map_pages(
+        _vmf: *mut bindings::vm_fault,
+        _start_pgoff: kernel::ffi::c_ulong,
+        _end_pgoff: kernel::ffi::c_ulong,
+    ) -> bindings::vm_fault_t {
+        0
+    }
+}
+
+/// Whether the 2 MiB around `fault` lies inside `vma` and starts at a page offset that is
+/// a multiple of 512, so one PMD maps exactly one whole frame.
+fn pmd_fits(vma: &VmaMixedMap, fault: &Fault) -> bool {
+    let size = PAGE_SIZE << HUGE_ORDER;
+    let start = fault.address & !(size - 1);
+    // The page offset of `start`; none when the mapping begins past it in the file.
+    let first = fault
+        .pgoff
+        .checked_sub((fault.address - start) >> PAGE_SHIFT);
+    start >= vma.start()
+        && start + size <= vma.end()
+        && first.is_some_and(|first| first & HUGE_MASK == 0)
+}
+
+/// A fault being served at PMD level.
+///
+/// # Invariants
+///
+/// `vmf` is the valid fault of a VMA with `VM_MIXEDMAP` set, for the duration of `'a`,
+/// with the mmap or VMA lock held.
+pub(crate) struct PmdFault<'a> {
+    vmf: *mut bindings::vm_fault,
+    _fault: PhantomData<&'a mut bindings::vm_fault>,
+}
+
+impl PmdFault<'_> {
+    /// Maps all of `frame` with one PMD entry, writable if `write`.
+    ///
+    /// The entry is a special (PFN) one that holds no reference on the frame, as 7.3's
+    /// PMD split and zap expect for a `VM_MIXEDMAP` VMA: a folio-backed PMD would be
+    /// split there without dropping its reference, leaking the frame. Our frames outlive
+    /// every mapping anyway: a mapping holds the file, and the file holds the frames.
+    pub(crate) fn insert(&self, frame: FrameRef<'_, HUGE_ORDER>, write: bool) -> FaultOutcome {
+        // SAFETY: by the type invariant `vmf` is valid with the right lock held and
+        // `VM_MIXEDMAP` set, which `vmf_insert_pfn_pmd` requires. The PFN is that of a
+        // live, PMD-aligned 2 MiB frame that outlives the mapping (see above).
+        let raw = unsafe { bindings::vmf_insert_pfn_pmd(self.vmf, frame.pfn(), write) };
+        FaultOutcome::from_raw(raw)
+    }
+}
