@@ -77,13 +77,19 @@ impl FrameBudget {
 
     /// Reserves `pages` pages, or returns `None` when they would pass the cap.
     pub(crate) fn reserve(&self, pages: usize) -> Option<Reservation<'_>> {
+        self.reserve_on(this_shard(), pages)
+    }
+
+    /// Reserves `pages` pages as a fault on a CPU of `shard` would: [`Self::reserve`] with the
+    /// shard chosen (tests must not depend on staying on one CPU).
+    fn reserve_on(&self, shard: usize, pages: usize) -> Option<Reservation<'_>> {
         let reserved = || {
             Some(Reservation {
                 budget: self,
                 pages,
             })
         };
-        let stock = &self.stocks[this_shard()].0;
+        let stock = &self.stocks[shard % SHARDS].0;
         let mut have = stock.load(Relaxed);
         while have >= pages {
             match stock.cmpxchg(have, have - pages, Relaxed) {
@@ -188,23 +194,22 @@ mod tests {
     #[test]
     fn budget_stocks_far_from_the_cap_and_is_exact_near_it() {
         let budget = FrameBudget::new(1000);
-        // Far from the cap, the first reservation also fills this CPU's stock, the next ones
-        // come out of it, and what is reported live is what was committed.
-        budget.reserve(1).expect("first").commit(1);
+        // Far from the cap, the first reservation also fills its CPU's stock, the next ones
+        // come out of it, and what is reported live is what was committed. The shards are
+        // chosen, so moving to another CPU during the test changes nothing.
+        budget.reserve_on(0, 1).expect("first").commit(1);
         assert_eq!(budget.charged.load(Relaxed), 1 + FrameBudget::BATCH);
-        budget.reserve(1).expect("from the stock").commit(1);
+        budget.reserve_on(0, 1).expect("from the stock").commit(1);
         assert_eq!(budget.charged.load(Relaxed), 1 + FrameBudget::BATCH);
         assert_eq!(budget.live(), 2);
-        // Another CPU's stock, as if it had faulted once.
-        budget.stocks[(this_shard() + 1) % SHARDS]
-            .0
-            .add(FrameBudget::BATCH, Relaxed);
-        budget.charged.add(FrameBudget::BATCH, Relaxed);
-        assert_eq!(budget.live(), 2);
+        // Another CPU faults once, and gets a stock of its own.
+        budget.reserve_on(1, 1).expect("another CPU").commit(1);
+        assert_eq!(budget.charged.load(Relaxed), 2 + 2 * FrameBudget::BATCH);
+        assert_eq!(budget.live(), 3);
         // All the rest of the cap, in one: only fits once every stock is taken back.
-        budget.reserve(998).expect("the rest").commit(998);
+        budget.reserve_on(2, 997).expect("the rest").commit(997);
         assert_eq!(budget.live(), 1000);
-        assert!(budget.reserve(1).is_none());
+        assert!(budget.reserve_on(0, 1).is_none());
         assert_eq!(budget.live(), 1000);
         budget.release(1000);
         assert_eq!((budget.live(), budget.charged.load(Relaxed)), (0, 0));

@@ -45,6 +45,11 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         })
     }
 
+    /// The bytes of memory the table itself takes (its frames not counted).
+    pub(crate) fn bytes(&self) -> usize {
+        self.frames.bytes()
+    }
+
     /// The number of 4 KiB pages in the table's frames, counted (fdinfo and the instance's
     /// end need it, faults do not).
     pub(crate) fn pages(&self) -> usize {
@@ -72,6 +77,15 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         })
     }
 
+    /// Why a frame of this table's order could not be allocated.
+    fn alloc_failed() -> Shortage {
+        if ORDER > vm::COSTLY_ORDER {
+            Shortage::NoHugeFrame
+        } else {
+            Shortage::Memory
+        }
+    }
+
     /// Frame number `index`: the one in the table, or a new zeroed one, reserved in `budget`
     /// first and counted in `stats` (the module's [`BUDGET`](crate::budget::BUDGET) and
     /// [`STATS`](crate::stats::STATS); tests bring their own).
@@ -85,7 +99,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
             return Ok(frame);
         }
         let reservation = budget.reserve(1 << ORDER).ok_or(Shortage::Cap)?;
-        let frame = vm::Frame::alloc_zeroed().map_err(|_| Shortage::Memory)?;
+        let frame = vm::Frame::alloc_zeroed().map_err(|_| Self::alloc_failed())?;
         // A concurrent fault may have stored a frame meanwhile: then ours is freed, and the
         // reservation given back when it drops.
         let (frame, stored) = self.store(index, frame)?;
@@ -128,7 +142,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
             let frame = match vm::Frame::alloc_zeroed() {
                 Ok(frame) => frame,
                 Err(_) => {
-                    result = Err(Shortage::Memory);
+                    result = Err(Self::alloc_failed());
                     break;
                 }
             };
@@ -164,8 +178,15 @@ impl<const ORDER: u32> FrameTable<ORDER> {
 pub(crate) enum Shortage {
     /// `max_total_pages` is reached.
     Cap,
-    /// An allocation failed.
+    /// An allocation failed: a 4 KiB frame, a leaf of the table, or a page table.
     Memory,
+    /// No 2 MiB frame could be had: no free block (after compaction and reclaim), or not
+    /// within the memory cgroup's limit.
+    ///
+    /// This is not `Memory`: the core's answer to `VM_FAULT_OOM` is the OOM killer, which
+    /// does not act for a costly order (above `PAGE_ALLOC_COSTLY_ORDER`, 3), so the access
+    /// would fault again and again, forever.
+    NoHugeFrame,
     /// `vm_insert_page` refused the page.
     Refused,
 }

@@ -115,6 +115,13 @@ impl Instance {
     fn pages(&self) -> usize {
         self.small.pages() + self.large.pages()
     }
+
+    /// The bytes the instance takes besides its frames: itself and its frame tables'
+    /// directories and leaves. All of it is charged to a memory cgroup:
+    /// the instance and the directories to the opener's, a leaf to the toucher's.
+    fn metadata_bytes(&self) -> usize {
+        core::mem::size_of::<Self>() + self.small.bytes() + self.large.bytes()
+    }
 }
 
 #[pinned_drop]
@@ -133,7 +140,8 @@ impl MiscDevice for Instance {
     type Ptr = Arc<Instance>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Instance>> {
-        let instance = Arc::pin_init(Instance::new(), GFP_KERNEL)?;
+        // Charged to the opener's memory cgroup, like the frame tables' directories in it.
+        let instance = Arc::pin_init(Instance::new(), GFP_KERNEL_ACCOUNT)?;
         // Counted now, so that dropping it (below, if the list cannot grow) balances.
         STATS.add(Counter::Instances, 1);
         STATS.add(Counter::InstancesOpened, 1);
@@ -176,19 +184,40 @@ impl MiscDevice for Instance {
     fn show_fdinfo(instance: ArcBorrow<'_, Instance>, m: &SeqFile, _file: &File) {
         seq_print!(
             m,
-            "instance:\t{}\nframes:\t{}\nsize_pages:\t{}\n",
+            "instance:\t{}\nframes:\t{}\nsize_pages:\t{}\nmetadata_bytes:\t{}\n",
             instance.id,
             instance.pages(),
-            instance.size
+            instance.size,
+            instance.metadata_bytes()
         );
     }
 }
 
+/// The open instances, each with a reference of its own, so that a long render does not hold
+/// the list's lock: `open` and `close` then never wait behind a reader of `frames` (which
+/// seq_file may render several times, with a larger buffer each time).
+fn snapshot() -> Result<KVec<Arc<Instance>>> {
+    let instances = INSTANCES.lock();
+    let mut copy = KVec::with_capacity(instances.len(), GFP_KERNEL)?;
+    for instance in instances.iter() {
+        copy.push(instance.clone(), GFP_KERNEL)?;
+    }
+    Ok(copy)
+}
+
+/// The bytes of metadata of all open instances (see [`Instance::metadata_bytes`]).
+pub(crate) fn metadata_bytes() -> usize {
+    INSTANCES.lock().iter().map(|i| i.metadata_bytes()).sum()
+}
+
 /// The `frames` debugfs file: a header, then `instance pgoff pfn phys` per live 4 KiB page
 /// (a 2 MiB frame shows as its 512 pages).
+///
+/// If an instance is closed during the render, its last reference may be the snapshot's:
+/// then its frames are freed here, in the reader's context, which may sleep.
 pub(crate) fn write_frames(f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "# instance pgoff pfn phys")?;
-    let instances = INSTANCES.lock();
+    let instances = snapshot().map_err(|_| fmt::Error)?;
     for instance in instances.iter() {
         let mut row = |pgoff: usize, pfn: usize| {
             writeln!(

@@ -46,6 +46,8 @@ pub(crate) struct OnceArray<T: ForeignOwnable + Send> {
     dir: KVVec<Atomic<*mut Leaf>>,
     /// The number of slots: indices `0..len` are valid.
     len: usize,
+    /// The number of leaves allocated, for [`Self::bytes`].
+    leaves: Atomic<usize>,
     _values: PhantomData<T>,
 }
 
@@ -56,10 +58,11 @@ pub(crate) const LEAF_SLOTS: usize = PAGE_SIZE / core::mem::size_of::<usize>();
 type Leaf = [Atomic<*mut c_void>; LEAF_SLOTS];
 
 impl<T: ForeignOwnable + Send> OnceArray<T> {
-    /// An empty array of `len` slots; only its directory is allocated (8 bytes per 512 slots).
+    /// An empty array of `len` slots; only its directory is allocated (8 bytes per 512 slots),
+    /// charged, as the leaves are later, to the current task's memory cgroup.
     pub(crate) fn new(len: usize) -> Result<Self> {
         let leaves = len.div_ceil(LEAF_SLOTS);
-        let mut dir = KVVec::with_capacity(leaves, GFP_KERNEL)?;
+        let mut dir = KVVec::with_capacity(leaves, GFP_KERNEL_ACCOUNT)?;
         for _ in 0..leaves {
             dir.push_within_capacity(Atomic::new(core::ptr::null_mut()))
                 .map_err(|_| ENOMEM)?;
@@ -68,13 +71,19 @@ impl<T: ForeignOwnable + Send> OnceArray<T> {
         Ok(Self {
             dir,
             len,
+            leaves: Atomic::new(0),
             _values: PhantomData,
         })
     }
 
     /// The leaf that holds slot `index`, if it exists.
     fn leaf(&self, index: usize) -> Option<&Leaf> {
-        let leaf = self.dir.get(index / LEAF_SLOTS)?.load(Acquire);
+        self.leaf_at(index / LEAF_SLOTS)
+    }
+
+    /// Leaf number `i`, if it exists.
+    fn leaf_at(&self, i: usize) -> Option<&Leaf> {
+        let leaf = self.dir.get(i)?.load(Acquire);
         // SAFETY: a non-null entry points to a leaf that the array owns until it is dropped
         // (the type invariant), and the acquire load pairs with the release that published it,
         // so it is initialised.
@@ -139,40 +148,52 @@ impl<T: ForeignOwnable + Send> OnceArray<T> {
             Some(leaf) => leaf,
             None => self.new_leaf(index / LEAF_SLOTS)?,
         };
+        let slot = &leaf[index % LEAF_SLOTS];
         let ptr = value.into_foreign();
         // INVARIANT: the slot changes only from null, once, with full ordering.
-        match leaf[index % LEAF_SLOTS].cmpxchg(core::ptr::null_mut(), ptr, Full) {
+        if slot.cmpxchg(core::ptr::null_mut(), ptr, Full).is_ok() {
             // SAFETY: `ptr` is in the slot now, owned by the array until it is dropped.
-            Ok(_) => Ok((unsafe { T::borrow(ptr) }, true)),
-            Err(first) => {
-                // SAFETY: `ptr` comes from `into_foreign` above and went nowhere.
-                drop(unsafe { T::from_foreign(ptr) });
-                // SAFETY: as in `value`; the failed exchange was fully ordered.
-                Ok((unsafe { T::borrow(first) }, false))
-            }
+            return Ok((unsafe { T::borrow(ptr) }, true));
         }
+        // SAFETY: `ptr` comes from `into_foreign` above and went nowhere.
+        drop(unsafe { T::from_foreign(ptr) });
+        // The exchange failed, so the slot holds a value, for good (the type invariant). A
+        // failed exchange is only a relaxed load, which orders nothing: `value` loads the slot
+        // again with acquire, which pairs with the winner's fully ordered store and so makes
+        // the winner's value visible before it is borrowed.
+        Ok((self.value(slot).ok_or(EINVAL)?, false))
     }
 
     /// Installs an empty leaf as directory entry `i`, or returns the one a concurrent store
-    /// installed first.
+    /// installed first. The leaf is charged to the current task's memory cgroup.
     fn new_leaf(&self, i: usize) -> Result<&Leaf> {
         let leaf = KBox::init(
             pin_init::init_array_from_fn(|_| Ok::<_, Error>(Atomic::new(core::ptr::null_mut()))),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         let raw = KBox::into_raw(leaf);
         // INVARIANT: the entry changes only from null, once, with full ordering, to a leaf
         // that is fully initialised.
-        match self.dir[i].cmpxchg(core::ptr::null_mut(), raw, Full) {
+        if self.dir[i]
+            .cmpxchg(core::ptr::null_mut(), raw, Full)
+            .is_ok()
+        {
+            self.leaves.add(1, Relaxed);
             // SAFETY: the leaf is the array's now, and lives until the array is dropped.
-            Ok(_) => Ok(unsafe { &*raw }),
-            Err(first) => {
-                // SAFETY: `raw` comes from `KBox::into_raw` above and went nowhere.
-                drop(unsafe { KBox::from_raw(raw) });
-                // SAFETY: as in `leaf`; the failed exchange was fully ordered.
-                Ok(unsafe { &*first })
-            }
+            return Ok(unsafe { &*raw });
         }
+        // SAFETY: `raw` comes from `KBox::into_raw` above and went nowhere.
+        drop(unsafe { KBox::from_raw(raw) });
+        // As in `set`: the entry is non-null for good, and `leaf_at` loads it again with
+        // acquire, since the failed exchange ordered nothing.
+        self.leaf_at(i).ok_or(EINVAL)
+    }
+
+    /// The bytes of memory the array itself takes: its directory and its leaves (the values
+    /// are not counted).
+    pub(crate) fn bytes(&self) -> usize {
+        self.dir.capacity() * core::mem::size_of::<Atomic<*mut Leaf>>()
+            + self.leaves.load(Relaxed) * core::mem::size_of::<Leaf>()
     }
 }
 
@@ -255,6 +276,22 @@ mod tests {
         // Dropping the array drops the four values it holds.
         drop(array);
         assert_eq!(DROPPED.load(Relaxed) - dropped, 6);
+        Ok(())
+    }
+
+    #[test]
+    fn once_array_counts_its_leaves_in_its_bytes() -> Result {
+        let array = OnceArray::<KBox<Tracked>>::new(3 * LEAF_SLOTS)?;
+        let dir = array.bytes();
+        assert!(dir >= 3 * core::mem::size_of::<usize>());
+        // The first value in a leaf's range allocates the leaf, the next ones do not.
+        array.set(1, KBox::new(Tracked(1), GFP_KERNEL)?)?;
+        assert_eq!(array.bytes(), dir + PAGE_SIZE);
+        array.set(2, KBox::new(Tracked(2), GFP_KERNEL)?)?;
+        array.set(1, KBox::new(Tracked(3), GFP_KERNEL)?)?;
+        assert_eq!(array.bytes(), dir + PAGE_SIZE);
+        array.set(2 * LEAF_SLOTS, KBox::new(Tracked(4), GFP_KERNEL)?)?;
+        assert_eq!(array.bytes(), dir + 2 * PAGE_SIZE);
         Ok(())
     }
 

@@ -181,7 +181,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
         try_pin_init!(Self {
             _: { setup? },
             stats <- dir.read_callback_file(c"stats", (), &|(), f| {
-                STATS.write(f, &BUDGET, &limits())
+                STATS.write(f, &BUDGET, instance::metadata_bytes(), &limits())
             }),
             frames <- dir.read_callback_file(c"frames", (), &|(), f| instance::write_frames(f)),
             latency <- dir.read_callback_file(c"latency", (), &|(), f| {

@@ -66,6 +66,8 @@ counters! {
     Sigbus => "sigbus",
     /// Faults that ended in `VM_FAULT_OOM`.
     Oom => "oom",
+    /// Faults that got `SIGBUS` because no 2 MiB frame could be allocated (`huge`).
+    NoHugeFrame => "no_huge_frame",
     /// Instances open now.
     Instances => "instances",
     /// Instances opened since the module was loaded.
@@ -76,7 +78,7 @@ counters! {
     Prefaulted => "prefaulted",
     /// Calls of the PMD-level handler (`huge`), which are not counted in `faults`.
     HugeFaults => "huge_faults",
-    /// PMD-level calls that asked the core to fall back to 4 KiB faults.
+    /// PMD-level calls that asked the core to fall back to 4 KiB faults, for any reason.
     HugeFallbacks => "huge_fallbacks",
     /// Nanoseconds spent in the handlers, all calls together (see `latency` for the spread).
     HandlerNs => "handler_ns",
@@ -163,17 +165,20 @@ impl Stats {
     }
 
     /// Writes `name value` lines: the counters, then the budget's count of live frames (see
-    /// [`FrameBudget`]) and the settings it runs with.
+    /// [`FrameBudget`]), the bytes of metadata the open instances take besides their frames,
+    /// and the settings the module runs with.
     pub(crate) fn write(
         &self,
         f: &mut fmt::Formatter<'_>,
         budget: &FrameBudget,
+        metadata_bytes: usize,
         limits: &Limits,
     ) -> fmt::Result {
         for (i, name) in Counter::NAMES.iter().enumerate() {
             writeln!(f, "{name} {}", self.sum(|shard| &shard.counters[i]))?;
         }
         writeln!(f, "frames_live {}", budget.live())?;
+        writeln!(f, "metadata_bytes {metadata_bytes}")?;
         writeln!(f, "max_total_pages {}", budget.cap())?;
         writeln!(f, "prefault {}", limits.prefault)?;
         writeln!(f, "huge {}", u8::from(limits.huge))
@@ -262,13 +267,13 @@ mod tests {
         stats.add(Counter::ReadFaults, 1);
         let budget = FrameBudget::new(9);
         budget.reserve(1).expect("frame").commit(1);
-        let text = show(|f| stats.write(f, &budget, &Limits::DEFAULT))?;
+        let text = show(|f| stats.write(f, &budget, 4096, &Limits::DEFAULT))?;
         assert_eq!(
             text.to_bytes(),
             b"faults 3\nread_faults 1\nwrite_faults 2\nframes_allocated 0\nframes_freed 0\n\
-              sigbus 0\noom 0\ninstances 0\ninstances_opened 0\nmmap_refused 0\n\
-              prefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\nhandler_ns 0\nframes_live 1\n\
-              max_total_pages 9\nprefault 1\nhuge 0\n"
+              sigbus 0\noom 0\nno_huge_frame 0\ninstances 0\ninstances_opened 0\n\
+              mmap_refused 0\nprefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\nhandler_ns 0\n\
+              frames_live 1\nmetadata_bytes 4096\nmax_total_pages 9\nprefault 1\nhuge 0\n"
         );
         Ok(())
     }

@@ -12,6 +12,7 @@
 //! - [`frame`]: owned, zeroed frames and borrowed views of them.
 //! - [`insert`]: mapping pages, one at a time or in batches.
 //! - [`mm`]: what the module reads of the mm: a VMA's page offset, the RAM size.
+//! - [`pgtable`]: the x86-64 page-table entry format, decoded.
 //!
 //! C headers: [`include/linux/mm.h`](srctree/include/linux/mm.h),
 //! [`include/linux/mm_types.h`](srctree/include/linux/mm_types.h).
@@ -22,6 +23,7 @@ mod fault;
 mod frame;
 mod insert;
 mod mm;
+mod pgtable;
 
 pub(crate) use fault::{
     install,
@@ -42,8 +44,11 @@ pub(crate) use mm::{
     pgoff,
     ram_pages, //
 };
+pub(crate) use pgtable::PmdState;
 
 /// The order of a huge frame: one PMD, 2 MiB of 4 KiB pages.
 pub(crate) const HUGE_ORDER: u32 = bindings::HPAGE_PMD_ORDER;
+/// The largest order the page allocator tries hard for, and the OOM killer acts for.
+pub(crate) const COSTLY_ORDER: u32 = bindings::PAGE_ALLOC_COSTLY_ORDER;
 /// The page index within a huge frame.
 pub(crate) const HUGE_MASK: usize = (1 << HUGE_ORDER) - 1;

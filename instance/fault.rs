@@ -51,6 +51,13 @@ fn outcome_of(shortage: Shortage) -> vm::FaultOutcome {
             STATS.add(Counter::Oom, 1);
             vm::FaultOutcome::Oom
         }
+        // `VM_FAULT_OOM` would retry the fault forever (see `Shortage::NoHugeFrame`):
+        // `SIGBUS`, as hugetlbfs gives when it has no huge page for a fault.
+        Shortage::NoHugeFrame => {
+            STATS.add(Counter::Sigbus, 1);
+            STATS.add(Counter::NoHugeFrame, 1);
+            vm::FaultOutcome::Sigbus
+        }
     }
 }
 
@@ -66,23 +73,18 @@ fn inserted(result: Result) -> Result<(), Shortage> {
 }
 
 impl Instance {
-    /// Maps the page of `pgoff` at `address`, allocating its frame on the first touch; with
+    /// Maps the page of `fault` into `vma`, allocating its frame on the first touch; with
     /// `prefault` > 1, also maps the pages after it.
-    fn map(&self, vma: &VmaMixedMap, pgoff: usize, address: usize) -> Result<(), Shortage> {
+    fn map(&self, vma: &VmaMixedMap, fault: &vm::Fault<'_>) -> Result<(), Shortage> {
+        let pgoff = fault.pgoff;
         if pgoff >= self.size {
             // mmap refuses such ranges and VM_DONTEXPAND stops growth: only a kernel bug gets
             // here, and it must not get a frame.
             return Err(Shortage::Refused);
         }
-        let address = address & PAGE_MASK;
+        let address = fault.address & PAGE_MASK;
         if self.huge {
-            let frame = self.large.frame(&BUDGET, &STATS, pgoff >> vm::HUGE_ORDER)?;
-            return inserted(vm::insert_subpage(
-                vma,
-                address,
-                frame,
-                pgoff & vm::HUGE_MASK,
-            ));
+            return self.map_subpage(vma, fault, address);
         }
         let frame = self.small.frame(&BUDGET, &STATS, pgoff)?;
         inserted(vma.vm_insert_page(address, &frame.page()))?;
@@ -90,6 +92,35 @@ impl Instance {
             self.prefault(vma, pgoff + 1, address + PAGE_SIZE, self.prefault - 1);
         }
         Ok(())
+    }
+
+    /// Maps one 4 KiB page of a 2 MiB frame at `address`: the huge instance's path when the
+    /// core did not map the whole frame with one PMD (a private mapping, a range the frame
+    /// does not fit, THP turned off for the process or the machine).
+    ///
+    /// In one 2 MiB range, a 4 KiB fault and a PMD fault may run at the same time, each
+    /// under the VMA's read lock only, when they disagree about THP (the process's
+    /// `PR_SET_THP_DISABLE` or the machine's THP setting changed between them). A PMD leaf
+    /// already there means the retried access will be translated by it: nothing to map.
+    /// `vm_insert_page` refuses with `ENOMEM` when a PMD leaf appeared after this look;
+    /// that too is a mapped page, not a shortage.
+    fn map_subpage(
+        &self,
+        vma: &VmaMixedMap,
+        fault: &vm::Fault<'_>,
+        address: usize,
+    ) -> Result<(), Shortage> {
+        if fault.pmd() == vm::PmdState::Huge {
+            return Ok(());
+        }
+        let frame = self
+            .large
+            .frame(&BUDGET, &STATS, fault.pgoff >> vm::HUGE_ORDER)?;
+        let result = vm::insert_subpage(vma, address, frame, fault.pgoff & vm::HUGE_MASK);
+        match inserted(result) {
+            Err(Shortage::Memory) if fault.pmd() == vm::PmdState::Huge => Ok(()),
+            other => other,
+        }
     }
 
     /// Maps up to `count` pages from `pgoff` at `address`, allocating their frames, in batches
@@ -126,26 +157,39 @@ impl Instance {
     }
 
     /// Maps the 2 MiB frame around `fault` with one PMD, or asks for 4 KiB faults instead.
-    fn map_pmd(&self, fault: &vm::Fault, pmd: &vm::PmdFault<'_>) -> vm::FaultOutcome {
+    fn map_pmd(&self, fault: &vm::Fault<'_>, pmd: Option<&vm::PmdFault<'_>>) -> vm::FaultOutcome {
         let index = fault.pgoff >> vm::HUGE_ORDER;
+        // Not at PMD level: another order, or a PMD that does not fit (the shim said so).
         // A private mapping must never get a writable view of the instance's frame: its pages
         // go through 4 KiB faults, where the core copies on write. So does a frame that would
         // reach past the instance's end.
+        let Some(pmd) = pmd else {
+            return vm::FaultOutcome::Fallback;
+        };
         if !self.huge || !fault.shared || (index + 1) << vm::HUGE_ORDER > self.size {
-            STATS.add(Counter::HugeFallbacks, 1);
             return vm::FaultOutcome::Fallback;
         }
+        match fault.pmd() {
+            vm::PmdState::None => {}
+            // A concurrent 4 KiB fault put a page table there: its pages are mapped one by
+            // one now.
+            vm::PmdState::Table => return vm::FaultOutcome::Fallback,
+            // Our leaf, read-only, and this is a write: after `mprotect` made the mapping
+            // writable, or soft-dirty tracking write-protected it. The core splits it (for a
+            // special PMD, that clears it) and maps the 4 KiB pages the write touches.
+            vm::PmdState::Huge => return vm::FaultOutcome::Fallback,
+        }
         match self.large.frame(&BUDGET, &STATS, index) {
-            Ok(frame) => pmd.insert(frame, fault.write),
+            Ok(frame) => pmd.insert(frame),
             Err(shortage) => outcome_of(shortage),
         }
     }
 }
 
 impl vm::FaultHandler for Instance {
-    fn fault(&self, vma: &VmaMixedMap, fault: &vm::Fault) -> vm::FaultOutcome {
+    fn fault(&self, vma: &VmaMixedMap, fault: &vm::Fault<'_>) -> vm::FaultOutcome {
         let start = Instant::<Monotonic>::now();
-        let outcome = match self.map(vma, fault.pgoff, fault.address) {
+        let outcome = match self.map(vma, fault) {
             Ok(()) => vm::FaultOutcome::Mapped,
             Err(shortage) => outcome_of(shortage),
         };
@@ -158,10 +202,12 @@ impl vm::FaultHandler for Instance {
         outcome
     }
 
-    fn pmd_fault(&self, fault: &vm::Fault, pmd: &vm::PmdFault<'_>) -> vm::FaultOutcome {
+    fn pmd_fault(&self, fault: &vm::Fault<'_>, pmd: Option<&vm::PmdFault<'_>>) -> vm::FaultOutcome {
         let start = Instant::<Monotonic>::now();
         let outcome = self.map_pmd(fault, pmd);
-        record_call(start, &[Counter::HugeFaults]);
+        let calls = [Counter::HugeFaults, Counter::HugeFallbacks];
+        let fell_back = matches!(outcome, vm::FaultOutcome::Fallback);
+        record_call(start, &calls[..1 + usize::from(fell_back)]);
         outcome
     }
 }

@@ -21,13 +21,24 @@ use kernel::{
 };
 
 use super::{
+    pgtable::{
+        Entry,
+        PmdState, //
+    },
     FrameRef,
     HUGE_MASK,
     HUGE_ORDER, //
 };
 
 /// What the core asked for in one fault.
-pub(crate) struct Fault {
+///
+/// # Invariants
+///
+/// `pmd` points to the PMD entry that covers `address` in the faulting process's page
+/// tables, in a PMD table that stays allocated for `'a` (PMD tables are freed only with the
+/// mmap lock held for writing, and the core holds it or the VMA's lock for reading during the
+/// fault).
+pub(crate) struct Fault<'a> {
     /// Page offset in the file of the faulting page.
     pub(crate) pgoff: usize,
     /// The faulting user address.
@@ -36,6 +47,22 @@ pub(crate) struct Fault {
     pub(crate) write: bool,
     /// Whether the mapping is shared (`MAP_SHARED`) rather than private.
     pub(crate) shared: bool,
+    pmd: *const bindings::pmd_t,
+    _fault: PhantomData<&'a bindings::vm_fault>,
+}
+
+impl Fault<'_> {
+    /// What the PMD entry of the faulting address holds now.
+    ///
+    /// Read once, without the page-table lock, as the core's own `pmdp_get_lockless` does:
+    /// the entry may change right after (another thread's fault, a zap), so this is a hint,
+    /// and whatever maps a page re-checks the entry under the page-table lock.
+    pub(crate) fn pmd(&self) -> PmdState {
+        // SAFETY: by the type invariant `pmd` points to a live PMD entry; a volatile read of
+        // the aligned 64-bit word is a single load that cannot tear (`READ_ONCE`).
+        let raw = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*self.pmd).pmd)) };
+        PmdState::of(Entry(raw as u64))
+    }
 }
 
 /// How a fault ended, as the core's `vm_fault_t` knows it.
@@ -78,12 +105,14 @@ impl FaultOutcome {
 pub(crate) trait FaultHandler: Sync + Sized {
     /// Handles a 4 KiB fault of `vma`, called with the mmap lock or the VMA's lock held
     /// for reading. Must not take the mmap lock.
-    fn fault(&self, vma: &VmaMixedMap, fault: &Fault) -> FaultOutcome;
+    fn fault(&self, vma: &VmaMixedMap, fault: &Fault<'_>) -> FaultOutcome;
 
-    /// Handles a fault that may be served at PMD level, on mappings installed with
-    /// `huge`, where the 2 MiB around the fault lies inside the VMA and maps one whole
-    /// frame (the shim checks); the same locking as `fault`.
-    fn pmd_fault(&self, fault: &Fault, pmd: &PmdFault<'_>) -> FaultOutcome;
+    /// Handles a fault that may be served at PMD level, on mappings installed with `huge`;
+    /// the same locking as `fault`. Every call of the core's `huge_fault` comes here: `pmd` is
+    /// `None` when the fault cannot be served with one PMD (the core asked for another order,
+    /// such as a PUD, or the 2 MiB around the fault do not lie inside the VMA or do not map
+    /// one whole frame; the shim checks), and the handler must then fall back.
+    fn pmd_fault(&self, fault: &Fault<'_>, pmd: Option<&PmdFault<'_>>) -> FaultOutcome;
 }
 
 /// Makes `handler` the owner of `vma`'s faults; with `huge`, PMD-level faults too, and
@@ -133,7 +162,7 @@ impl<T: FaultHandler> VmOps<T> {
     ///
     /// `vmf` must be the valid fault of a VMA whose ops are `TABLE` or `HUGE_TABLE`, and
     /// the returned references are used only during that fault.
-    unsafe fn unpack<'a>(vmf: *mut bindings::vm_fault) -> (&'a T, &'a VmaMixedMap, Fault) {
+    unsafe fn unpack<'a>(vmf: *mut bindings::vm_fault) -> (&'a T, &'a VmaMixedMap, Fault<'a>) {
         // SAFETY: the caller passes a valid `vmf` that lives for the whole fault.
         let (vma, fault) = unsafe {
             let vmf = &*vmf;
@@ -146,6 +175,10 @@ impl<T: FaultHandler> VmOps<T> {
                     address: args.address,
                     write: vmf.flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0,
                     shared: shared != 0,
+                    // INVARIANT: the core sets `pmd` to the faulting address's PMD entry
+                    // before it calls any fault operation, and holds the mmap or VMA lock.
+                    pmd: vmf.pmd,
+                    _fault: PhantomData,
                 },
             )
         };
@@ -176,21 +209,15 @@ impl<T: FaultHandler> VmOps<T> {
         vmf: *mut bindings::vm_fault,
         order: kernel::ffi::c_uint,
     ) -> bindings::vm_fault_t {
-        if order != HUGE_ORDER {
-            return FaultOutcome::Fallback.into_raw();
-        }
         // SAFETY: as this function's own requirements.
         let (handler, vma, fault) = unsafe { Self::unpack(vmf) };
         // The core does not check, for a file VMA, that a PMD fits (the driver must, as
         // DAX does): the whole 2 MiB must lie inside the VMA, and map a whole frame.
-        if !pmd_fits(vma, &fault) {
-            return FaultOutcome::Fallback.into_raw();
-        }
-        let pmd = PmdFault {
+        let pmd = (order == HUGE_ORDER && pmd_fits(vma, &fault)).then_some(PmdFault {
             vmf,
             _fault: PhantomData,
-        };
-        handler.pmd_fault(&fault, &pmd).into_raw()
+        });
+        handler.pmd_fault(&fault, pmd.as_ref()).into_raw()
     }
 
     /// Fault-around: maps pages that are "readily available" near a read fault, under RCU.
@@ -216,7 +243,7 @@ impl<T: FaultHandler> VmOps<T> {
 
 /// Whether the 2 MiB around `fault` lies inside `vma` and starts at a page offset that is
 /// a multiple of 512, so one PMD maps exactly one whole frame.
-fn pmd_fits(vma: &VmaMixedMap, fault: &Fault) -> bool {
+fn pmd_fits(vma: &VmaMixedMap, fault: &Fault<'_>) -> bool {
     let size = PAGE_SIZE << HUGE_ORDER;
     let start = fault.address & !(size - 1);
     // The page offset of `start`; none when the mapping begins past it in the file.
@@ -240,17 +267,24 @@ pub(crate) struct PmdFault<'a> {
 }
 
 impl PmdFault<'_> {
-    /// Maps all of `frame` with one PMD entry, writable if `write`.
+    /// Maps all of `frame` with one PMD entry, if the PMD entry is still empty.
     ///
     /// The entry is a special (PFN) one that holds no reference on the frame, as 7.3's
     /// PMD split and zap expect for a `VM_MIXEDMAP` VMA: a folio-backed PMD would be
     /// split there without dropping its reference, leaking the frame. Our frames outlive
     /// every mapping anyway: a mapping holds the file, and the file holds the frames.
-    pub(crate) fn insert(&self, frame: FrameRef<'_, HUGE_ORDER>, write: bool) -> FaultOutcome {
+    ///
+    /// The entry gets the VMA's protection (`vm_page_prot`: writable for a shared, writable
+    /// mapping), and the MMU sets its accessed and dirty bits. It is never inserted "for a
+    /// write": with `write`, `insert_pmd` in mm/huge_memory.c expects any entry it finds
+    /// under the PMD lock to be ours and warns otherwise, but a concurrent 4 KiB fault may
+    /// have put a page table there since the handler looked. Without `write`, an entry found
+    /// there is left alone and the access is retried, which then finds what is there.
+    pub(crate) fn insert(&self, frame: FrameRef<'_, HUGE_ORDER>) -> FaultOutcome {
         // SAFETY: by the type invariant `vmf` is valid with the right lock held and
         // `VM_MIXEDMAP` set, which `vmf_insert_pfn_pmd` requires. The PFN is that of a
         // live, PMD-aligned 2 MiB frame that outlives the mapping (see above).
-        let raw = unsafe { bindings::vmf_insert_pfn_pmd(self.vmf, frame.pfn(), write) };
+        let raw = unsafe { bindings::vmf_insert_pfn_pmd(self.vmf, frame.pfn(), false) };
         FaultOutcome::from_raw(raw)
     }
 }

@@ -13,6 +13,7 @@ use kernel::{
     bindings,
     ffi::c_void,
     page::BorrowedPage,
+    prelude::*,
     types::ForeignOwnable, //
 };
 
@@ -60,6 +61,11 @@ impl<const ORDER: u32> Drop for Frame<ORDER> {
     }
 }
 
+/// The memory model [`FrameRef::pfn`] is written for. A wrong PFN would go into a PMD entry and
+/// map arbitrary physical memory writable, so another model must fail the build, not the run.
+#[cfg(not(all(CONFIG_X86_64, CONFIG_SPARSEMEM_VMEMMAP)))]
+compile_error!("rust_pagefault_demo computes page_to_pfn for x86-64 SPARSEMEM_VMEMMAP only");
+
 /// A borrowed frame: its head page, valid for `'a`.
 #[derive(Clone, Copy)]
 pub(crate) struct FrameRef<'a, const ORDER: u32> {
@@ -74,10 +80,13 @@ impl<'a, const ORDER: u32> FrameRef<'a, ORDER> {
     }
 
     /// The page frame number of the first page: what `/proc/<pid>/pagemap` reports for its
-    /// mappings.
+    /// mappings, and what a PMD entry for the frame holds.
+    ///
+    /// The C `page_to_pfn` is an inline the bindings cannot call. With the x86-64
+    /// `SPARSEMEM_VMEMMAP` memory model, which the build insists on (a `compile_error!` above),
+    /// it is exact arithmetic: `struct page`s form one virtual array starting at
+    /// `vmemmap_base`, indexed by PFN.
     pub(crate) fn pfn(self) -> usize {
-        // On x86_64 with SPARSEMEM_VMEMMAP, `struct page`s form one virtual array starting
-        // at `vmemmap_base`, indexed by PFN (the C `page_to_pfn`).
         // SAFETY: `vmemmap_base` is set during early boot and read-only afterwards.
         let base = unsafe { bindings::vmemmap_base };
         (self.page.as_ptr() as usize - base) / core::mem::size_of::<bindings::page>()
@@ -127,5 +136,39 @@ unsafe impl<const ORDER: u32> ForeignOwnable for Frame<ORDER> {
     unsafe fn borrow_mut<'a>(ptr: *mut c_void) -> FrameRef<'a, ORDER> {
         // SAFETY: the same requirements as `borrow`, which the caller upholds.
         unsafe { Self::borrow(ptr) }
+    }
+}
+
+#[kunit_tests(rust_pagefault_demo_frame)]
+mod tests {
+    use super::*;
+
+    /// `pfn` against the direct map: on x86-64 every page has an address there, at
+    /// `page_offset_base` plus its physical address, and `kmap_local_page` returns it.
+    fn pfn_matches_the_direct_map<const ORDER: u32>() -> Result {
+        let ptr = Frame::<ORDER>::alloc_zeroed()?.into_foreign();
+        // SAFETY: `ptr` comes from `into_foreign` just above and is given back below.
+        let frame = unsafe { Frame::<ORDER>::borrow(ptr) };
+        // SAFETY: `frame` is a live page; the mapping is undone right below, on this CPU.
+        let va = unsafe { bindings::kmap_local_page(frame.as_ptr()) };
+        // SAFETY: `page_offset_base` is set during early boot and read-only afterwards.
+        let base = unsafe { bindings::page_offset_base };
+        let direct = (va as usize - base) >> kernel::page::PAGE_SHIFT;
+        // SAFETY: `va` was mapped just above by `kmap_local_page`.
+        unsafe { bindings::kunmap_local(va) };
+        assert_eq!(frame.pfn(), direct);
+        // SAFETY: `ptr` comes from `into_foreign` above; `frame` is not used any more.
+        drop(unsafe { Frame::<ORDER>::from_foreign(ptr) });
+        Ok(())
+    }
+
+    #[test]
+    fn pfn_of_a_page_matches_the_direct_map() -> Result {
+        pfn_matches_the_direct_map::<0>()
+    }
+
+    #[test]
+    fn pfn_of_a_huge_frame_matches_the_direct_map() -> Result {
+        pfn_matches_the_direct_map::<{ super::super::HUGE_ORDER }>()
     }
 }
