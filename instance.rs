@@ -181,6 +181,18 @@ impl MiscDevice for Instance {
         Ok(())
     }
 
+    /// The page-table walk (`RPD_IOC_WALK`, see [`crate::walk`]). A 32-bit caller gets the
+    /// same through `compat_ptr_ioctl`: the reply has one layout for both (no pointers, no
+    /// padding).
+    fn ioctl(
+        _instance: ArcBorrow<'_, Instance>,
+        file: &File,
+        cmd: u32,
+        arg: usize,
+    ) -> Result<isize> {
+        crate::walk::ioctl(file, cmd, arg)
+    }
+
     fn show_fdinfo(instance: ArcBorrow<'_, Instance>, m: &SeqFile, _file: &File) {
         seq_print!(
             m,

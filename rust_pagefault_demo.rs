@@ -38,8 +38,11 @@
 //! 4. [`budget`]: all instances together hold at most `max_total_pages` frames, exactly.
 //! 5. [`stats`]: the counters and the latency histogram, sharded per CPU ([`shard`]).
 //! 6. [`limits`]: the module parameters, checked once at load.
-//! 7. [`vm`] (`vm.rs`, `vm/`): the shim, the only place with raw bindings: the
-//!    `vm_operations_struct`, frames, page insertion.
+//! 7. [`walk`]: the MMU's view. An ioctl walks the caller's page tables for one address, level
+//!    by level, so a program can see the empty entry before its first touch and the entry our
+//!    handler wrote after it.
+//! 8. [`vm`] (`vm.rs`, `vm/`): the shim, the only place with raw bindings: the
+//!    `vm_operations_struct`, frames, page insertion, the page-table entry format and walk.
 //!
 //! This file registers the device and the debugfs files.
 //!
@@ -83,6 +86,7 @@ mod once_array;
 mod shard;
 mod stats;
 mod vm;
+mod walk;
 
 use budget::BUDGET;
 use instance::Instance;

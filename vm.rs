@@ -13,6 +13,7 @@
 //! - [`insert`]: mapping pages, one at a time or in batches.
 //! - [`mm`]: what the module reads of the mm: a VMA's page offset, the RAM size.
 //! - [`pgtable`]: the x86-64 page-table entry format, decoded.
+//! - [`walk`]: the page-table walk of an address of the current process.
 //!
 //! C headers: [`include/linux/mm.h`](srctree/include/linux/mm.h),
 //! [`include/linux/mm_types.h`](srctree/include/linux/mm_types.h).
@@ -24,6 +25,7 @@ mod frame;
 mod insert;
 mod mm;
 mod pgtable;
+mod walk;
 
 pub(crate) use fault::{
     install,
@@ -44,7 +46,20 @@ pub(crate) use mm::{
     pgoff,
     ram_pages, //
 };
-pub(crate) use pgtable::PmdState;
+pub(crate) use pgtable::{
+    Entry,
+    PmdState, //
+};
+pub(crate) use walk::{
+    five_level,
+    may_see_pfns,
+    user_end,
+    walk_current,
+    End,
+    Level,
+    Step,
+    Walk, //
+};
 
 /// The order of a huge frame: one PMD, 2 MiB of 4 KiB pages.
 pub(crate) const HUGE_ORDER: u32 = bindings::HPAGE_PMD_ORDER;

@@ -13,7 +13,10 @@
 use core::marker::PhantomData;
 use kernel::{
     bindings,
-    mm::virt::VmaMixedMap,
+    mm::virt::{
+        VmaMixedMap,
+        VmaRef, //
+    },
     page::{
         PAGE_SHIFT,
         PAGE_SIZE, //
@@ -129,16 +132,21 @@ pub(crate) unsafe fn install<T: FaultHandler>(vma: &VmaMixedMap, handler: &T, hu
     // so writing these fields does not race. `VM_HUGEPAGE` is a valid flag for any VMA.
     // The caller guarantees that `handler` outlives every VMA that will carry this pointer.
     unsafe {
-        (*raw).vm_ops = if huge {
-            &VmOps::<T>::HUGE_TABLE
-        } else {
-            &VmOps::<T>::TABLE
-        };
+        (*raw).vm_ops = VmOps::<T>::table(huge);
         (*raw).vm_private_data = core::ptr::from_ref(handler).cast_mut().cast();
         if huge {
             (*raw).__bindgen_anon_2.vm_flags |= bindings::VM_HUGEPAGE;
         }
     }
+}
+
+/// Whether `vma`'s faults go to a `T`: whether it carries the `vm_operations_struct` that
+/// [`install`] gives it. (Binder's lesson: a VMA found by address may be anyone's.)
+pub(crate) fn handled_by<T: FaultHandler>(vma: &VmaRef) -> bool {
+    // SAFETY: `VmaRef` guarantees a valid VMA with its lock or the mmap lock held, so its
+    // `vm_ops` is stable for this read.
+    let ops = unsafe { (*vma.as_ptr()).vm_ops };
+    core::ptr::eq(ops, VmOps::<T>::table(false)) || core::ptr::eq(ops, VmOps::<T>::table(true))
 }
 
 /// The `vm_operations_struct`s of a [`FaultHandler`].
@@ -155,6 +163,21 @@ impl<T: FaultHandler> VmOps<T> {
         huge_fault: Some(Self::huge_fault),
         ..Self::TABLE
     };
+
+    /// The table a VMA gets: `HUGE_TABLE` for a huge instance's mapping.
+    ///
+    /// A constant has no address of its own: each `&TABLE` is promoted to a static of its
+    /// own, which need not be the same one at two places. Every user takes the address here,
+    /// at one place in one function that is never inlined, so that [`handled_by`] can tell
+    /// our VMAs by the pointer [`install`] wrote.
+    #[inline(never)]
+    fn table(huge: bool) -> &'static bindings::vm_operations_struct {
+        if huge {
+            &Self::HUGE_TABLE
+        } else {
+            &Self::TABLE
+        }
+    }
 
     /// The handler and the fault of `vmf`.
     ///

@@ -64,6 +64,12 @@ impl Entry {
         self.0 & bits == bits
     }
 
+    /// The entry with its physical-address bits cleared: what a caller who may not see frame
+    /// numbers gets.
+    pub(crate) fn without_pfn(self) -> Self {
+        Self(self.0 & !Self::ADDRESS)
+    }
+
     /// The frame number the entry points to: of the next table, or of the mapped page. A
     /// leaf of `1 << order` pages has its low address bits used for other things (bit 12 is
     /// the PAT bit of a huge leaf), so they are masked off.
@@ -108,6 +114,7 @@ mod tests {
         assert!(pte.has(Entry::WRITABLE | Entry::USER | Entry::ACCESSED | Entry::DIRTY));
         assert!(pte.has(Entry::NO_EXECUTE) && !pte.has(Entry::GLOBAL));
         assert_eq!(pte.pfn(0), 0x1234);
+        assert_eq!(pte.without_pfn(), Entry(0x8000_0000_0000_0067));
         // A special 2 MiB leaf at 0x40000000 with the PAT bit (12) set: not part of the PFN.
         let pmd = Entry(0x4000_1000 | Entry::HUGE | Entry::SPECIAL | 0x7);
         assert!(pmd.is_huge());
