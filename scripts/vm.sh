@@ -28,7 +28,9 @@ if [ "${RPD_KVM:-0}" = 1 ]; then
 	[ -c /dev/kvm ] || die "RPD_KVM=1 but /dev/kvm is missing" "Unset RPD_KVM to use TCG."
 	accel=(-accel kvm -cpu host)
 fi
-append="console=ttyS0 rpd.mode=$mode panic=-1 oops=panic ${VM_APPEND:-}"
+# log_buf_len: the whole kernel log of a test run (the debug kernel's is long) must survive in
+# the printk buffer until the guest dumps it at the end, where the host scans it for reports.
+append="console=ttyS0 rpd.mode=$mode panic=-1 oops=panic log_buf_len=16M ${VM_APPEND:-}"
 # Arguments for the guest's program (e.g. the benchmark's), with ';' for spaces on the kernel
 # command line (commas stay: '--modes anon,device' is one argument).
 if [ -n "${RPD_GUEST_ARGS:-}" ]; then
