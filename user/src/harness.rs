@@ -186,7 +186,7 @@ pub unsafe fn fork(f: impl FnOnce() -> i32) -> io::Result<Child> {
 }
 
 /// The threads of this process, from `/proc/self/status`.
-fn threads() -> io::Result<u64> {
+fn thread_count() -> io::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     status
         .lines()
@@ -199,7 +199,16 @@ fn threads() -> io::Result<u64> {
 /// bad access is one signal: Rust's runtime catches SIGBUS (to detect stack overflows),
 /// resets it and lets the access fault a second time.
 pub fn in_child(f: impl FnOnce() -> i32) -> Res<Result<i32, i32>> {
-    let threads = crate::io("/proc/self/status", threads())?;
+    // A thread that was just joined can still be counted for a moment: its exit wakes the
+    // joiner before the kernel takes it out of the thread group.
+    let mut threads = crate::io("/proc/self/status", thread_count())?;
+    for _ in 0..100 {
+        if threads == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        threads = crate::io("/proc/self/status", thread_count())?;
+    }
     crate::ensure!(
         threads == 1,
         "in_child needs a single-threaded process; this one has {threads} threads"
