@@ -1,4 +1,6 @@
-//! System access: the device, its debugfs files, mappings, pagemap and fdinfo.
+//! System access: the device, its debugfs files, mappings (the crate's one `mmap(2)` call),
+//! pagemap, fdinfo, `/proc/self/stat`, `/proc/meminfo`, the kernel log, and loading and
+//! unloading the module.
 
 use crate::parse::{self, FdInfo, FrameRow, PagemapEntry, Stats};
 use std::fs::{self, File, OpenOptions};
