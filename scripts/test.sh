@@ -19,32 +19,7 @@ summary=$RPD_LOGS/reliability-summary.md
 # lines (reliability-FLAVOUR.txt) and the count of kernel reports in its log, as rows of the
 # README's reliability table.
 summarise() {
-	awk -v f="$1" -v reports="$2" '
-	{
-		delete kv
-		for (i = 2; i <= NF; i++) { n = index($i, "="); kv[substr($i, 1, n - 1)] = substr($i, n + 1) }
-		m = kv["mode"]
-	}
-	m == "e2e" {
-		sets++; cases += kv["cases"]; passed += kv["passed"]; bad += kv["bad_inputs"]
-		names = names (names == "" ? "" : ", ") kv["params"]
-	}
-	m == "stress" || m == "inject" { leaked += kv["leaked"]; lost += kv["lost"] }
-	m == "stress" {
-		printf "| stress (%s kernel): seed %s, %s processes x %s threads | %s operations, %s faults, %s forks, %s MADV_DONTNEED, %s debugfs reads in %s s; %s contents lost |\n", f, kv["seed"], kv["procs"], kv["threads"], kv["ops"], kv["faults"], kv["forks"], kv["dontneed"], kv["debugfs_reads"], kv["seconds"], kv["lost"]
-	}
-	m == "inject" {
-		printf "| fault injection (%s kernel): seed %s, %s x %s | %s operations, %s injected failures, %s clean ENOMEM errors (open %s, mmap %s), oom counter +%s, %s contents lost |\n", f, kv["seed"], kv["procs"], kv["threads"], kv["ops"], kv["injected"], kv["enomem"], kv["open_enomem"], kv["mmap_enomem"], kv["oom"], kv["lost"]
-	}
-	m == "lifecycle" {
-		printf "| insmod/traffic/rmmod cycles (%s kernel) | %s; Slab %s kB, free memory %s kB, memcg kernel memory %s kB |\n", f, kv["cycles"], kv["slab_kb"], kv["free_kb"], kv["memcg_kernel_kb"]
-	}
-	END {
-		printf "| end-to-end cases (%s kernel) | %d in %d parameter sets (%s), %d passing |\n", f, cases, sets, names, passed
-		printf "| bad inputs tried (%s kernel) | %d per parameter set, %d in all |\n", f, sets ? bad / sets : 0, bad
-		printf "| kernel reports (%s kernel) | %d |\n", f, reports
-		printf "| frames leaked after all closes (%s kernel) | %d |\n", f, leaked
-	}' "$RPD_LOGS/reliability-$1.txt"
+	awk -v f="$1" -v reports="$2" -f "$RPD_TOP/scripts/reliability_table.awk" "$RPD_LOGS/reliability-$1.txt"
 }
 check() { # check NAME CMD...: one test that passes when CMD succeeds
 	local name=$1
@@ -133,20 +108,8 @@ for f in $flavours; do
 	tours=$(grep -cE '^tour: all [0-9]+ checks passed' <<<"$clean" || true)
 	if [ "$tours" -eq 3 ]; then pass "[$f] tour, with each parameter set"; else fail "[$f] tour checks ($tours of 3 passed)"; fi
 	awk '/^RPD-TOUR-JSON-END/{on=0} on {print} /^RPD-TOUR-JSON-BEGIN/{on=1}' <<<"$clean" >"$RPD_LOGS/tour-$f.json"
-	check "[$f] tour --json: every step present and ok" "$RPD_TOP/scripts/in-root.sh" python3 -c '
-import json, sys
-steps = json.load(sys.stdin)
-sides = {s["side"] for s in steps}
-assert sides == {"device", "anon", "both"}, sides
-assert all(s["ok"] for s in steps), [s for s in steps if not s["ok"]]
-steps_of = lambda side: sorted(s["step"] for s in steps if s["side"] == side)
-dev, anon = steps_of("device"), steps_of("anon")
-assert set(dev) == set(range(1, 9)), dev
-pages = dev.count(2)
-assert pages >= 1 and all(dev.count(n) == pages for n in range(2, 9)) and dev.count(1) == 1, dev
-assert anon == [1] + sorted([4, 5, 8] * pages), anon
-assert steps_of("both") == [9, 10], steps_of("both")
-' <"$RPD_LOGS/tour-$f.json"
+	check "[$f] tour --json: every step present and ok" "$RPD_TOP/scripts/in-root.sh" \
+		python3 "$RPD_SRC_IN/scripts/check_tour_json.py" <"$RPD_LOGS/tour-$f.json"
 
 	# Kernel reports: any of these in the guest log is a failure. The console shows only
 	# errors while the tests run; a WARNING survives in the printk buffer, dumped at the end:

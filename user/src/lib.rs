@@ -1,5 +1,15 @@
-//! Shared code of `pfdemo` and the in-VM end-to-end tests: parsers for what the module and
-//! the kernel print, and thin wrappers around the system calls the tools make.
+//! Shared code of `pfdemo` and the in-VM tests: parsers for what the module and the kernel
+//! print (`parse`), thin wrappers around the system calls the tools make (`sys`), and the one
+//! test harness of `pfdemo-e2e` and `pfdemo-stress` (`harness`).
 
+pub mod harness;
 pub mod parse;
 pub mod sys;
+
+/// What the tools and tests return: a failure is one line saying what went wrong.
+pub type Res<T = ()> = Result<T, String>;
+
+/// An I/O result as a [`Res`], the error prefixed with `what` was being done.
+pub fn io<T>(what: &str, r: std::io::Result<T>) -> Res<T> {
+    r.map_err(|e| format!("{what}: {e}"))
+}

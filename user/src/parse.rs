@@ -1,6 +1,6 @@
 //! Parsers for what the module and the kernel print: debugfs `stats`, `frames` and `latency`,
-//! fdinfo, pagemap entries, `/proc/<pid>/stat` and `/proc/slabinfo`. Pure functions, tested on
-//! the host.
+//! fdinfo, pagemap entries, `/proc/<pid>/stat`, `/proc/meminfo` and `/proc/slabinfo`. Pure
+//! functions, tested on the host.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -253,6 +253,14 @@ pub fn parse_slabinfo(text: &str) -> Result<BTreeMap<String, u64>, ParseError> {
             Ok((w[0].to_string(), num(1)? * num(3)?))
         })
         .collect()
+}
+
+/// The field `name` of `/proc/meminfo` (`MemTotal`, `Slab`, ...), in kB.
+pub fn meminfo_kb(text: &str, name: &str) -> Result<u64, ParseError> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| ParseError(format!("meminfo: no {name} line")))
 }
 
 /// The `frames` file indexed by PFN: which instance and page offset each frame belongs to.
@@ -537,5 +545,15 @@ mod tests {
         assert_eq!(caches["kmalloc-64"], 10 * 64);
         assert!(parse_slabinfo("slabinfo - version: 1.1\n").is_err());
         assert!(parse_slabinfo("slabinfo - version: 2.1\nx y\n").is_err());
+    }
+
+    #[test]
+    fn meminfo_fields() {
+        let text = "MemTotal:        2014692 kB\nMemFree:         1830116 kB\nSlab:   12 kB\n";
+        assert_eq!(meminfo_kb(text, "MemTotal").unwrap(), 2014692);
+        assert_eq!(meminfo_kb(text, "Slab").unwrap(), 12);
+        // A name is the whole field: "Mem" is not "MemTotal".
+        assert!(meminfo_kb(text, "Mem").is_err());
+        assert!(meminfo_kb(text, "SwapTotal").is_err());
     }
 }

@@ -1,4 +1,6 @@
-//! System access: the device, its debugfs files, mappings, pagemap and fdinfo.
+//! System access: the device, its debugfs files, mappings (the crate's one `mmap(2)` call),
+//! pagemap, fdinfo, `/proc/self/stat`, `/proc/meminfo`, the kernel log, and loading and
+//! unloading the module.
 
 use crate::parse::{self, FdInfo, FrameRow, PagemapEntry, Stats};
 use std::fs::{self, File, OpenOptions};
@@ -8,6 +10,8 @@ use std::os::unix::fs::FileTypeExt;
 
 pub const DEVICE: &str = "/dev/rust_pagefault_demo";
 pub const DEBUGFS: &str = "/sys/kernel/debug/rust_pagefault_demo";
+/// Where the guest keeps the module (`RPD_MODULE` or `--module` point elsewhere).
+pub const MODULE_PATH: &str = "/lib/modules/rust_pagefault_demo.ko";
 
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -33,7 +37,7 @@ pub fn check_environment(need_debugfs: bool) -> Result<(), String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("not root: the device is 0600, and PFNs (in debugfs and pagemap) are shown only to root. Fix: run as root".into());
     }
-    if need_debugfs && fs::metadata("/sys/kernel/debug/rust_pagefault_demo").is_err() {
+    if need_debugfs && fs::metadata(DEBUGFS).is_err() {
         if fs::read_to_string("/proc/mounts")
             .map(|m| m.contains(" debugfs "))
             .unwrap_or(false)
@@ -45,8 +49,16 @@ pub fn check_environment(need_debugfs: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The module's debugfs files.
+pub const DEBUGFS_FILES: [&str; 3] = ["stats", "frames", "latency"];
+
+/// The path of the module's debugfs file `name`.
+pub fn debugfs_path(name: &str) -> String {
+    format!("{DEBUGFS}/{name}")
+}
+
 fn read_debugfs(name: &str) -> io::Result<String> {
-    fs::read_to_string(format!("{DEBUGFS}/{name}"))
+    fs::read_to_string(debugfs_path(name))
 }
 
 fn invalid(e: parse::ParseError) -> io::Error {
@@ -84,6 +96,19 @@ pub fn unload_module() -> Result<(), i32> {
     } else {
         Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
     }
+}
+
+/// Unloads the module if it is loaded (not loaded is fine), then loads the file at `path`
+/// with `params`; the error is the load's errno.
+pub fn reload_module(path: &str, params: &[&str]) -> Result<(), i32> {
+    let _ = unload_module();
+    load_module(path, params)
+}
+
+/// The field `name` of `/proc/meminfo` (e.g. `MemTotal`), in kB.
+pub fn meminfo_kb(name: &str) -> io::Result<u64> {
+    let text = fs::read_to_string("/proc/meminfo")?;
+    parse::meminfo_kb(&text, name).map_err(invalid)
 }
 
 pub fn read_stats() -> io::Result<Stats> {
@@ -160,22 +185,10 @@ impl Device {
             } else {
                 libc::MAP_PRIVATE
             };
-        let offset = (pgoff * page_size()) as libc::off_t;
+        let offset = (pgoff * page_size()) as u64;
         let prot = libc::PROT_READ | libc::PROT_WRITE;
         // SAFETY: the range lies inside `hole`, which we own; MAP_FIXED replaces that part.
-        let ptr = unsafe {
-            libc::mmap(
-                start as *mut libc::c_void,
-                len,
-                prot,
-                flags,
-                self.fd(),
-                offset,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let ptr = unsafe { mmap(start, len, prot, flags, self.fd(), offset)? };
         // Give back the rest of the hole around the new mapping.
         let (hole_start, hole_end) = (hole.ptr as usize, hole.ptr as usize + hole.len);
         std::mem::forget(hole);
@@ -188,11 +201,40 @@ impl Device {
                 libc::munmap((start + len) as *mut libc::c_void, hole_end - start - len);
             }
         }
-        Ok(Mapping {
-            ptr: ptr.cast(),
-            len,
-        })
+        Ok(Mapping { ptr, len })
     }
+}
+
+/// The one `mmap(2)` call of the crate: at `addr` (0: the kernel's choice), `len` bytes from
+/// byte `offset` of `fd` (-1 with `MAP_ANONYMOUS`).
+///
+/// # Safety
+///
+/// With `MAP_FIXED`, `[addr, addr + len)` must be memory the caller owns and gives up.
+unsafe fn mmap(
+    addr: usize,
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: RawFd,
+    offset: u64,
+) -> io::Result<*mut u8> {
+    // SAFETY: without MAP_FIXED the kernel picks an address that touches no existing memory;
+    // with it, the caller owns the range (this function's contract).
+    let ptr = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            prot,
+            flags,
+            fd,
+            offset as libc::off_t,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ptr.cast())
 }
 
 /// A mapping, unmapped on drop.
@@ -208,7 +250,7 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// `mmap(2)`; `fd: None` maps anonymous memory.
+    /// `mmap(2)` of `pages` pages from page offset `pgoff`; `fd: None` maps anonymous memory.
     pub fn new(
         fd: Option<RawFd>,
         pages: usize,
@@ -216,21 +258,30 @@ impl Mapping {
         prot: i32,
         flags: i32,
     ) -> io::Result<Self> {
-        let len = pages * page_size();
         let (fd, flags) = match fd {
             Some(fd) => (fd, flags),
             None => (-1, flags | libc::MAP_ANONYMOUS),
         };
-        let offset = (pgoff * page_size()) as libc::off_t;
-        // SAFETY: a new mapping at an address of the kernel's choice touches no existing memory.
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset) };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
+        Self::raw(
+            fd,
+            pages * page_size(),
+            (pgoff * page_size()) as u64,
+            prot,
+            flags,
+        )
+    }
+
+    /// `mmap(2)` with the arguments as they are: a length and a byte offset that need not be
+    /// whole pages, any flags. For the tests that hand the kernel bad arguments on purpose;
+    /// a mapping that works anyway is unmapped when dropped, as any other.
+    pub fn raw(fd: RawFd, len: usize, offset: u64, prot: i32, flags: i32) -> io::Result<Self> {
+        // MAP_FIXED would replace whatever lies at the address: not for a raw test mapping.
+        if flags & libc::MAP_FIXED != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
-        Ok(Self {
-            ptr: ptr.cast(),
-            len,
-        })
+        // SAFETY: no MAP_FIXED (checked above).
+        let ptr = unsafe { mmap(0, len, prot, flags, fd, offset)? };
+        Ok(Self { ptr, len })
     }
 
     pub fn pages(&self) -> usize {
@@ -285,6 +336,37 @@ impl Mapping {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// `mprotect(2)` on the whole mapping.
+    pub fn mprotect(&self, prot: i32) -> io::Result<()> {
+        // SAFETY: the range is exactly this mapping; the caller's accesses check nothing the
+        // protection could break (they fault, as any access to such memory would).
+        if unsafe { libc::mprotect(self.ptr.cast(), self.len, prot) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// `mremap(2)` of the whole mapping to `new_len` bytes; on success the mapping is the new
+    /// range (moved, with `MREMAP_MAYMOVE`, or resized in place). On failure nothing changes.
+    pub fn mremap(&mut self, new_len: usize, flags: i32) -> io::Result<()> {
+        // SAFETY: remapping exactly this mapping, which we own; the old range is not used
+        // again (`self` takes the new one).
+        let ptr = unsafe { libc::mremap(self.ptr.cast(), self.len, new_len, flags) };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        self.ptr = ptr.cast();
+        self.len = new_len;
+        Ok(())
+    }
+
+    /// Keeps the mapping for the rest of the program (never unmapped) and returns its start.
+    pub fn leak(self) -> *mut u8 {
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        ptr
     }
 }
 

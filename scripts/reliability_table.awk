@@ -1,0 +1,31 @@
+# reliability_table.awk: the reliability figures of one VM run as rows of the README's
+# reliability table (Markdown), from its RPD-RELIABILITY lines (reliability-FLAVOUR.txt, one
+# "RPD-RELIABILITY: mode=MODE key=value ..." line per e2e, stress, inject and lifecycle run).
+# Used by scripts/test.sh:
+#   awk -v f=FLAVOUR -v reports=N -f scripts/reliability_table.awk reliability-FLAVOUR.txt
+# f: the kernel flavour (default, debug); reports: the count of kernel reports in its log.
+{
+	delete kv
+	for (i = 2; i <= NF; i++) { n = index($i, "="); kv[substr($i, 1, n - 1)] = substr($i, n + 1) }
+	m = kv["mode"]
+}
+m == "e2e" {
+	sets++; cases += kv["cases"]; passed += kv["passed"]; bad += kv["bad_inputs"]
+	names = names (names == "" ? "" : ", ") kv["params"]
+}
+m == "stress" || m == "inject" { leaked += kv["leaked"]; lost += kv["lost"] }
+m == "stress" {
+	printf "| stress (%s kernel): seed %s, %s processes x %s threads | %s operations, %s faults, %s forks, %s MADV_DONTNEED, %s debugfs reads in %s s; %s contents lost |\n", f, kv["seed"], kv["procs"], kv["threads"], kv["ops"], kv["faults"], kv["forks"], kv["dontneed"], kv["debugfs_reads"], kv["seconds"], kv["lost"]
+}
+m == "inject" {
+	printf "| fault injection (%s kernel): seed %s, %s x %s | %s operations, %s injected failures, %s clean ENOMEM errors (open %s, mmap %s), oom counter +%s, %s contents lost |\n", f, kv["seed"], kv["procs"], kv["threads"], kv["ops"], kv["injected"], kv["enomem"], kv["open_enomem"], kv["mmap_enomem"], kv["oom"], kv["lost"]
+}
+m == "lifecycle" {
+	printf "| insmod/traffic/rmmod cycles (%s kernel) | %s; Slab %s kB, free memory %s kB, memcg kernel memory %s kB |\n", f, kv["cycles"], kv["slab_kb"], kv["free_kb"], kv["memcg_kernel_kb"]
+}
+END {
+	printf "| end-to-end cases (%s kernel) | %d in %d parameter sets (%s), %d passing |\n", f, cases, sets, names, passed
+	printf "| bad inputs tried (%s kernel) | %d per parameter set, %d in all |\n", f, sets ? bad / sets : 0, bad
+	printf "| kernel reports (%s kernel) | %d |\n", f, reports
+	printf "| frames leaked after all closes (%s kernel) | %d |\n", f, leaked
+}

@@ -1,0 +1,223 @@
+//! Loading and unloading: the parameters' defaults and checks, the cap on frames, and `rmmod`
+//! while a file is open. Last, since every case here but the first reloads the module.
+
+use crate::expect::*;
+
+pub const CASES: &[Case] = &[
+    (
+        "max_total_pages defaults to a quarter of RAM",
+        max_total_pages_defaults_to_a_quarter_of_ram,
+    ),
+    (
+        "SIGBUS at max_total_pages, counts intact",
+        sigbus_at_the_cap,
+    ),
+    (
+        "rmmod refused while a file is open, clean after",
+        rmmod_refused_while_open,
+    ),
+    (
+        "invalid module parameters are refused with EINVAL and a log line",
+        invalid_parameters_refused,
+    ),
+    (
+        "an unknown module parameter is ignored with a warning",
+        unknown_parameter_is_ignored_with_a_warning,
+    ),
+];
+
+/// `max_total_pages` defaults to a quarter of RAM (MemTotal, in 4 KiB pages), unless
+/// RPD_PARAMS sets it.
+fn max_total_pages_defaults_to_a_quarter_of_ram() -> Check {
+    let set = base_params()
+        .iter()
+        .find_map(|p| p.strip_prefix("max_total_pages=")?.parse::<u64>().ok());
+    let mem_kb = io("/proc/meminfo", sys::meminfo_kb("MemTotal"))?;
+    let want = match set {
+        Some(n) if n > 0 => n,
+        _ => (mem_kb / 4 / 4).max(1),
+    };
+    let got = stat(&stats()?, "max_total_pages")?;
+    ensure!(
+        got == want,
+        "max_total_pages {got}, expected {want} (MemTotal {mem_kb} kB, RPD_PARAMS sets {set:?})"
+    );
+    Ok(())
+}
+
+fn sigbus_at_the_cap() -> Check {
+    // A cap smaller than the instance: the cap, not the size, stops growth. Sizes are in
+    // frames of `u` pages (512 with huge frames), touched one page per frame.
+    let u = unit()?;
+    let (size, cap) = (64 * u, 16 * u);
+    tried(3);
+    reload(&[
+        &format!("max_pages={size}"),
+        &format!("max_total_pages={cap}"),
+    ])?;
+    let result = (|| -> Check {
+        let dev = io("open", Device::open())?;
+        let map = io("mmap", dev.map(size, 0, true))?;
+        for i in 0..16 {
+            map.write(i * u, 0, i as u64);
+        }
+        let before = stats()?;
+        let status = in_child(|| {
+            map.write(16 * u, 0, 1);
+            0
+        })?;
+        ensure!(
+            status == Err(libc::SIGBUS),
+            "touch past the cap ended with {status:?}, expected SIGBUS"
+        );
+        deltas(
+            &before,
+            &[("sigbus", 1), ("frames_allocated", 0), ("frames_live", 0)],
+        )?;
+        let s = stats()?;
+        ensure!(
+            stat(&s, "frames_live")? == cap as u64,
+            "frames_live {} at the cap {cap}",
+            s.get("frames_live")
+        );
+        // Pages below the cap are intact, and a second instance is capped too.
+        for i in 0..16 {
+            ensure!(map.read(i * u, 0) == i as u64, "frame {i} changed");
+        }
+        let other = io("open", Device::open())?;
+        let om = io("mmap", other.map(1, 0, true))?;
+        let status = in_child(|| {
+            om.write(0, 0, 1);
+            0
+        })?;
+        ensure!(
+            status == Err(libc::SIGBUS),
+            "second instance got a frame past the cap"
+        );
+        drop((om, other, map, dev));
+        let s = stats()?;
+        ensure!(
+            stat(&s, "frames_live")? == 0
+                && stat(&s, "frames_allocated")? == stat(&s, "frames_freed")?,
+            "frames leaked: {:?}",
+            s.0
+        );
+        // A mapping past max_pages is refused at mmap time.
+        let dev = io("open", Device::open())?;
+        ensure!(
+            errno_of(dev.map(size + 1, 0, true)) == Some(libc::EINVAL),
+            "mmap past max_pages={size} not refused"
+        );
+        Ok(())
+    })();
+    reload(&[])?;
+    result
+}
+
+fn rmmod_refused_while_open() -> Check {
+    let dev = io("open", Device::open())?;
+    // The open file holds a reference on the module: delete_module says EWOULDBLOCK (EAGAIN).
+    tried(1);
+    let busy = sys::unload_module();
+    if busy.is_ok() {
+        reload(&[])?;
+    }
+    ensure!(
+        busy == Err(libc::EAGAIN),
+        "rmmod with a file open: {busy:?}, expected Err(EAGAIN)"
+    );
+    drop(dev);
+    ensure!(
+        sys::unload_module().is_ok(),
+        "rmmod failed after the last close"
+    );
+    ensure!(
+        std::fs::metadata(sys::DEVICE).is_err(),
+        "device node left after rmmod"
+    );
+    reload(&[])?;
+    Ok(())
+}
+
+fn invalid_parameters_refused() -> Check {
+    let _ = sys::unload_module();
+    let ours = "rust_pagefault_demo: invalid module parameters:";
+    let range = |p: &str, lo: u32, hi: u32| format!("{ours} {p} must be between {lo} and {hi}");
+    let malformed =
+        |v: &str, p: &str| format!("rust_pagefault_demo: `{v}' invalid for parameter `{p}'");
+    // (parameters, the kernel log line it must cause): values out of range reach the module's
+    // own check; malformed ones are refused by the kernel's parameter parser first.
+    let cases = [
+        ("max_pages=0", range("max_pages", 1, 16777216)),
+        ("max_pages=16777217", range("max_pages", 1, 16777216)),
+        (
+            "max_total_pages=999999999999",
+            format!("{ours} max_total_pages must not exceed the machine's RAM in pages"),
+        ),
+        ("prefault=0", range("prefault", 1, 512)),
+        ("prefault=513", range("prefault", 1, 512)),
+        (
+            "huge=1 prefault=2",
+            format!("{ours} prefault and huge cannot be combined"),
+        ),
+        (
+            "huge=1 max_total_pages=511",
+            format!("{ours} with huge, max_total_pages must hold one 2 MiB frame (512 pages)"),
+        ),
+        ("max_pages=abc", malformed("abc", "max_pages")),
+        ("max_pages=-1", malformed("-1", "max_pages")),
+        ("max_total_pages=1x", malformed("1x", "max_total_pages")),
+        ("huge=maybe", malformed("maybe", "huge")),
+    ];
+    tried(cases.len());
+    let mut problems = Vec::new();
+    for (bad, line) in &cases {
+        let words: Vec<&str> = bad.split_whitespace().collect();
+        let (loaded, log) = kernel_log_of(|| sys::load_module(&module_path(), &words))?;
+        if loaded.is_ok() {
+            let _ = sys::unload_module();
+        }
+        if loaded != Err(libc::EINVAL) {
+            problems.push(format!(
+                "{bad}: finit_module {loaded:?}, expected Err(EINVAL)"
+            ));
+        }
+        if !log.iter().any(|l| l == line) {
+            problems.push(format!(
+                "{bad}: no {line:?} in the kernel log, which says {log:?}"
+            ));
+        }
+    }
+    reload(&[])?;
+    ensure!(problems.is_empty(), "{}", problems.join("; "));
+    Ok(())
+}
+
+/// An unknown parameter is not ours to refuse: the kernel loads the module and warns.
+fn unknown_parameter_is_ignored_with_a_warning() -> Check {
+    let _ = sys::unload_module();
+    tried(1);
+    let params = params_with(&["no_such_knob=1"]);
+    let words: Vec<&str> = params.iter().map(String::as_str).collect();
+    let (loaded, log) = kernel_log_of(|| sys::load_module(&module_path(), &words))?;
+    if loaded.is_err() {
+        reload(&[])?;
+    }
+    ensure!(
+        loaded.is_ok(),
+        "insmod with an unknown parameter: {loaded:?}"
+    );
+    let warning = "rust_pagefault_demo: unknown parameter 'no_such_knob' ignored";
+    ensure!(
+        log.iter().any(|l| l == warning),
+        "no {warning:?} in the kernel log: {log:?}"
+    );
+    Ok(())
+}
+
+/// The kernel log lines that `act` caused.
+fn kernel_log_of<T>(act: impl FnOnce() -> T) -> Result<(T, Vec<String>), String> {
+    let mut kmsg = io("open /dev/kmsg", Kmsg::from_now())?;
+    let result = act();
+    Ok((result, io("read /dev/kmsg", kmsg.read_new())?))
+}

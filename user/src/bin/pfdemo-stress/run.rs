@@ -1,0 +1,187 @@
+//! `pfdemo-stress run`: forks the worker processes, races them with debugfs readers, then
+//! checks that nothing was lost and every counter balances.
+
+use crate::inject::{injected, injection, knob};
+use crate::worker::{reader, shared_counts, worker};
+use crate::RunArgs;
+use pfdemo::harness::{self, Exit, Tap};
+use pfdemo::parse::Stats;
+use pfdemo::sys;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+pub fn run(args: &RunArgs) -> ! {
+    let &RunArgs {
+        seed,
+        procs,
+        threads,
+        ops,
+        seconds,
+        inject,
+    } = args;
+    let mut tap = Tap::new("stress");
+    if let Some(p) = inject {
+        if let Err(e) = injection(p) {
+            tap.check("fault injection is available", false, || {
+                format!(
+                    "{e}: fault injection needs the debug kernel (CONFIG_FAULT_INJECTION_DEBUG_FS)"
+                )
+            });
+            tap.finish();
+        }
+    }
+    let counts = shared_counts();
+    let before = sys::read_stats().unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut children = Vec::new();
+    for p in 0..procs {
+        let workers = || {
+            std::thread::scope(|s| {
+                for t in 0..threads {
+                    let seed = seed
+                        .wrapping_mul(1000)
+                        .wrapping_add((p * threads + t) as u64);
+                    s.spawn(move || worker(seed, ops, deadline, counts, inject.is_some()));
+                }
+            });
+            0
+        };
+        // SAFETY: no other thread runs yet (the readers start after the forks), so the child
+        // may start threads of its own.
+        children.push(unsafe { harness::fork(workers) }.expect("fork failed"));
+    }
+    let stop = AtomicBool::new(false);
+    let reads = AtomicU64::new(0);
+    let mut statuses = Vec::new();
+    std::thread::scope(|s| {
+        s.spawn(|| reader(&stop, counts, &reads));
+        s.spawn(|| reader(&stop, counts, &reads));
+        for child in children {
+            // A child that cannot be waited for counts as one that did not exit cleanly.
+            statuses.push(child.wait().unwrap_or(Exit(-1)));
+        }
+        stop.store(true, Relaxed);
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let injected = if inject.is_some() {
+        let n = injected();
+        let _ = knob("fail_page_alloc", "probability", "0");
+        let _ = knob("failslab", "probability", "0");
+        n
+    } else {
+        0
+    };
+    let after = match sys::read_stats() {
+        Ok(s) => s,
+        Err(e) => {
+            tap.check("stats readable after the run", false, || e.to_string());
+            tap.finish();
+        }
+    };
+    let missing = after.missing(&Stats::REQUIRED);
+    tap.check(
+        "stats has every counter of the contract",
+        missing.is_empty(),
+        || format!("missing {missing:?}"),
+    );
+    let g = |n: &str| after.get(n);
+    tap.check(
+        "every worker process exited cleanly",
+        statuses.iter().all(|s| s.success()),
+        || {
+            format!(
+                "statuses {:x?}",
+                statuses.iter().map(|s| s.0).collect::<Vec<_>>()
+            )
+        },
+    );
+    tap.check(
+        "no content was lost (every read matched the model)",
+        counts.lost.load(Relaxed) == 0,
+        || format!("{} mismatches", counts.lost.load(Relaxed)),
+    );
+    tap.check(
+        "no unexpected error or behaviour",
+        counts.unexpected.load(Relaxed) == 0,
+        || {
+            format!(
+                "{} unexpected events (see above)",
+                counts.unexpected.load(Relaxed)
+            )
+        },
+    );
+    tap.check(
+        "frames_allocated - frames_freed == frames_live == 0 after all closes",
+        g("frames_allocated") - g("frames_freed") == g("frames_live") && g("frames_live") == 0,
+        || format!("{:?}", after.0),
+    );
+    tap.check("no instance left", g("instances") == 0, || {
+        format!("instances {}", g("instances"))
+    });
+    tap.check(
+        "the latency histogram counts every handler call",
+        {
+            let total: u64 = sys::read_latency()
+                .map(|h| h.iter().map(|(_, c)| c).sum())
+                .unwrap_or(0);
+            total == g("faults") + g("huge_faults")
+        },
+        || "histogram and counters disagree".into(),
+    );
+    if let Some(p) = inject {
+        tap.check(
+            &format!("fault injection at {p}% failed some allocations"),
+            injected > 0,
+            || "nothing was injected".into(),
+        );
+        // The documented outcomes (README, "What bad input gets"): a frame allocation that
+        // fails is VM_FAULT_OOM, counted in `oom` (the fault is retried and succeeds later);
+        // open and mmap fail with ENOMEM.
+        tap.check(
+            "failed frame allocations ended as VM_FAULT_OOM (oom counter moved)",
+            after.delta(&before, "oom") > 0,
+            || format!("oom moved by {}", after.delta(&before, "oom")),
+        );
+        tap.check(
+            "open and mmap failed cleanly (ENOMEM) under injection",
+            counts.open_errors.load(Relaxed) > 0 && counts.mmap_errors.load(Relaxed) > 0,
+            || {
+                format!(
+                    "open errors {}, mmap errors {}",
+                    counts.open_errors.load(Relaxed),
+                    counts.mmap_errors.load(Relaxed)
+                )
+            },
+        );
+    }
+    let faults = after.delta(&before, "faults");
+    harness::reliability(
+        if inject.is_some() { "inject" } else { "stress" },
+        &[
+            ("seed", &seed),
+            ("procs", &procs),
+            ("threads", &threads),
+            ("ops", &counts.ops.load(Relaxed)),
+            ("touches", &counts.touches.load(Relaxed)),
+            ("checks", &counts.checks.load(Relaxed)),
+            ("forks", &counts.forks.load(Relaxed)),
+            ("dontneed", &counts.dontneed.load(Relaxed)),
+            ("faults", &faults),
+            ("frames", &after.delta(&before, "frames_allocated")),
+            ("debugfs_reads", &reads.load(Relaxed)),
+            ("enomem", &counts.errors_enomem.load(Relaxed)),
+            ("open_enomem", &counts.open_errors.load(Relaxed)),
+            ("mmap_enomem", &counts.mmap_errors.load(Relaxed)),
+            ("oom", &after.delta(&before, "oom")),
+            ("injected", &injected),
+            ("lost", &counts.lost.load(Relaxed)),
+            (
+                "leaked",
+                &(g("frames_allocated") as i64 - g("frames_freed") as i64),
+            ),
+            ("seconds", &format!("{elapsed:.1}")),
+        ],
+    );
+    tap.finish()
+}

@@ -1,0 +1,35 @@
+//! `pfdemo frames`: the module's live frames, from debugfs, one row a page.
+
+use pfdemo::parse::FrameRow;
+use pfdemo::sys::{self, page_size};
+use pfdemo::{io, Res};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only this instance's frames.
+    #[arg(long)]
+    pub instance: Option<u64>,
+}
+
+pub fn run(args: &Args) -> Res {
+    let instance = args.instance;
+    let rows: Vec<FrameRow> = io("frames", sys::read_frames())?
+        .into_iter()
+        .filter(|r| instance.is_none_or(|i| r.instance == i))
+        .collect();
+    println!(
+        "{:>8} {:>8} {:>12} {:>16}",
+        "instance", "pgoff", "pfn", "phys"
+    );
+    for r in &rows {
+        println!(
+            "{:>8} {:>8} {:>#12x} {:>#16x}",
+            r.instance,
+            r.pgoff,
+            r.pfn,
+            r.pfn * page_size() as u64
+        );
+    }
+    println!("{} frame(s)", rows.len());
+    Ok(())
+}

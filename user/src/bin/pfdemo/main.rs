@@ -1,0 +1,77 @@
+//! pfdemo: the user-side tour of malloc, page tables and page faults, and the tools to look
+//! at what rust_pagefault_demo did.
+//!
+//! This file is the command line and its dispatch; each subcommand lives in a file of its
+//! own with its options (`tour`, `touch`, `frames`, `stats`, `verify`, `bench`), and
+//! `picture.rs` draws a mapping for the tour and `touch`. Exit status: 0, 1 when a command
+//! fails (a line on stderr says why), 2 when the environment lacks the module, root or
+//! debugfs (one line, with the fix).
+
+use clap::{Parser, Subcommand};
+use pfdemo::sys;
+use std::process::ExitCode;
+
+mod bench;
+mod frames;
+mod picture;
+mod stats;
+mod touch;
+mod tour;
+mod verify;
+
+#[derive(Parser)]
+#[command(
+    name = "pfdemo",
+    version,
+    about = "Watch demand paging happen: rust_pagefault_demo's tour and tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Walk the eight steps from malloc to a mapped frame, with live evidence.
+    Tour(tour::Args),
+    /// Map the device and touch pages; print VA, pgoff, PFN and fault counts per page.
+    Touch(touch::Args),
+    /// The module's live frames: instance, page offset, PFN.
+    Frames(frames::Args),
+    /// The module's counters and the fault-latency histogram.
+    Stats,
+    /// Cross-check every mapped page of the device against /proc/<pid>/pagemap.
+    Verify(verify::Args),
+    /// Benchmark the fault paths (device, anonymous memory, memset floor).
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    // Like any filter, end quietly when the reader goes away (`pfdemo frames | head`) instead
+    // of panicking on the broken pipe.
+    // SAFETY: restoring a signal's default disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let cli = Cli::parse();
+    // The benchmark loads the module itself, with each mode's parameters.
+    if !matches!(cli.command, Command::Bench(_)) {
+        if let Err(e) = sys::check_environment(true) {
+            eprintln!("pfdemo: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let result = match cli.command {
+        Command::Tour(args) => tour::run(&args),
+        Command::Touch(args) => touch::run(&args),
+        Command::Frames(args) => frames::run(&args),
+        Command::Stats => stats::run(),
+        Command::Verify(args) => verify::run(&args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pfdemo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

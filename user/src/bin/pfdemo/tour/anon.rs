@@ -1,0 +1,78 @@
+//! The tour's walk on anonymous memory, what malloc gets for large blocks: the same touches,
+//! handled by the kernel's own fault handler (steps 1, 4, 5 and 8 there).
+
+use super::record::Tour;
+use super::{delta_of, minflt_around, pfn_text, Walked};
+use crate::picture::picture;
+use pfdemo::sys::{self, Mapping, Pagemap, StatSampler};
+use pfdemo::{io, Res};
+
+/// The anonymous side's steps on `pages` touches.
+pub fn walk(t: &mut Tour, pm: &mut Pagemap, sampler: &StatSampler, pages: usize) -> Res<Walked> {
+    t.say("\nThe same walk on anonymous memory (what malloc gets): the kernel's own handler.\n");
+    let anon = io(
+        "mmap anonymous",
+        Mapping::new(
+            None,
+            pages,
+            0,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE,
+        ),
+    )?;
+    // One 4 KiB page per fault, as on the device (no transparent huge pages).
+    let _ = anon.madvise(libc::MADV_NOHUGEPAGE);
+    let absent = (0..pages).all(|i| pm.entry(anon.addr(i)).is_ok_and(|e| !e.present));
+    t.step(
+        "anon",
+        1,
+        "mmap(MAP_ANONYMOUS), as malloc does for large blocks",
+        absent,
+        format!(
+            "va {:#x}; pagemap: not present; map {}",
+            anon.addr(0),
+            picture(pm, &anon, None)?
+        ),
+    );
+    let (mut minflt, mut handled) = (0, 0);
+    for i in 0..pages {
+        let value = 0xa0_0000 + i as u64;
+        let s0 = io("stats", sys::read_stats())?;
+        let entry0 = io("pagemap", pm.entry(anon.addr(i)))?;
+        let (minflt0, minflt1) = minflt_around(sampler, || anon.write(i, 0, value))?;
+        let s1 = io("stats", sys::read_stats())?;
+        let entry = io("pagemap", pm.entry(anon.addr(i)))?;
+        let ours = delta_of(&s1, &s0, "faults")?;
+        minflt += minflt1 - minflt0;
+        handled += ours;
+        t.say(&format!(
+            "\n  touching page {i} (va {:#x}): *va = {value:#x}",
+            anon.addr(i)
+        ));
+        t.no_entry_before("anon", &entry0);
+        t.step(
+            "anon",
+            5,
+            "the CPU faults; the kernel's anonymous-memory handler runs",
+            minflt1 - minflt0 == 1 && ours == 0,
+            format!("minor faults {minflt0} -> {minflt1}; our module's counter +{ours}"),
+        );
+        t.step(
+            "anon",
+            8,
+            "a fresh frame is mapped and the store succeeds",
+            entry.present && entry.pfn.is_some() && anon.read(i, 0) == value,
+            format!(
+                "pagemap: present, pfn {}; map {}",
+                pfn_text(entry.pfn),
+                picture(pm, &anon, Some(i))?
+            ),
+        );
+    }
+    Ok(Walked {
+        _dev: None,
+        _map: anon,
+        minflt,
+        handled,
+    })
+}
