@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vm.sh MODE [LOG]: boot the VM kernel of $FLAVOUR with its initramfs in QEMU.
 #
-# MODE is the guest's rpd.mode (test, demo, bench, shell). Non-interactive modes print the
+# MODE is the guest's rpd.mode (test, demo, bench, profile, exec, shell). Non-interactive modes print the
 # console to stdout and to LOG, enforce a hard timeout ($VM_TIMEOUT s), and exit with the
 # guest's status, read from its "RPD-EXIT=<n>" line. TCG by default; RPD_KVM=1 uses KVM
 # (nested KVM hangs at boot on some hosts, hence opt-in).

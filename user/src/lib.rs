@@ -1,10 +1,12 @@
 //! Shared code of `pfdemo` and the in-VM tests: parsers for what the module and the kernel
-//! print (`parse`), thin wrappers around the system calls the tools make (`sys`), and the one
-//! test harness of `pfdemo-e2e` and `pfdemo-stress` (`harness`).
+//! print (`parse`), thin wrappers around the system calls the tools make (`sys`), the module's
+//! page-table walk and its decoding (`walk`), and the one test harness of `pfdemo-e2e` and
+//! `pfdemo-stress` (`harness`).
 
 pub mod harness;
 pub mod parse;
 pub mod sys;
+pub mod walk;
 
 /// What the tools and tests return: a failure is one line saying what went wrong.
 pub type Res<T = ()> = Result<T, String>;

@@ -2,7 +2,7 @@
 //! at what rust_pagefault_demo did.
 //!
 //! This file is the command line and its dispatch; each subcommand lives in a file of its
-//! own with its options (`tour`, `touch`, `frames`, `stats`, `verify`, `bench`), and
+//! own with its options (`tour`, `touch`, `frames`, `stats`, `verify`, `walk`, `bench`), and
 //! `picture.rs` draws a mapping for the tour and `touch`. Exit status: 0, 1 when a command
 //! fails (a line on stderr says why), 2 when the environment lacks the module, root or
 //! debugfs (one line, with the fix).
@@ -18,6 +18,7 @@ mod stats;
 mod touch;
 mod tour;
 mod verify;
+mod walk;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +43,8 @@ enum Command {
     Stats,
     /// Cross-check every mapped page of the device against /proc/<pid>/pagemap.
     Verify(verify::Args),
+    /// The MMU's view: walk the page tables of an address, level by level.
+    Walk(walk::Args),
     /// Benchmark the fault paths (device, anonymous memory, memset floor).
     Bench(bench::Args),
 }
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Stats => stats::run(),
         Command::Verify(args) => verify::run(&args),
         Command::Bench(args) => bench::run(args),
+        Command::Walk(args) => walk::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
