@@ -79,5 +79,9 @@ bench:
 	scripts/bench.sh
 profile:
 	scripts/profile.sh
+# rust_pagefault_demo.ko for the Debian kernel this machine runs (or KERNELRELEASE=...).
+debian-module:
+	scripts/debian-module.sh $(KERNELRELEASE)
+.PHONY: debian-module
 
 .PHONY: default modules modules_install clean rust-analyzer fmtcheck fmt buildroot kernel run test test-debug bench profile
