@@ -18,6 +18,21 @@ FLAVOUR ?= default
 export FLAVOUR CLIPPY TEST_FLAVOURS
 
 ifneq ($(KDIR),)
+# The tree's own configuration says which compiler built it, and so what LLVM must be:
+# 1 for a Clang tree, empty for a GCC one (Debian's kernels). An LLVM= given on the command
+# line or in the environment must agree with it; the default above is replaced by it.
+KCONFIG := $(firstword $(wildcard $(KDIR)/include/config/auto.conf $(KDIR)/.config))
+ifeq ($(KCONFIG),)
+$(error KDIR=$(KDIR) is not a configured kernel tree (no include/config/auto.conf, no .config): configure and prepare it first (make olddefconfig modules_prepare in that tree))
+endif
+TREE_LLVM := $(if $(shell grep -sx CONFIG_CC_IS_CLANG=y $(KCONFIG)),1)
+ifneq ($(filter command line environment,$(origin LLVM)),)
+ifneq ($(if $(LLVM),1),$(TREE_LLVM))
+$(error LLVM=$(LLVM) ($(origin LLVM)) contradicts KDIR=$(KDIR), which was built with $(if $(TREE_LLVM),Clang: use LLVM=1,GCC: use LLVM= (empty)), or leave LLVM out and the tree decides)
+endif
+else
+override LLVM := $(TREE_LLVM)
+endif
 KBUILD = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM)
 
 default: modules
@@ -64,5 +79,9 @@ bench:
 	scripts/bench.sh
 profile:
 	scripts/profile.sh
+# rust_pagefault_demo.ko for the Debian kernel this machine runs (or KERNELRELEASE=...).
+debian-module:
+	scripts/debian-module.sh $(KERNELRELEASE)
+.PHONY: debian-module
 
 .PHONY: default modules modules_install clean rust-analyzer fmtcheck fmt buildroot kernel run test test-debug bench profile

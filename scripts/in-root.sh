@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# in-root.sh CMD...: run CMD inside the build root ($RPD_ROOT).
+# in-root.sh CMD...: run CMD inside the build root ($RPD_ROOT; RPD_ROOT=$RPD_DEBIAN_ROOT
+# for the root that builds for Debian's own kernels).
 #
 # The chroot runs in a private mount namespace of its own (unshare --mount):
 # its /proc, its minimal /dev (a small tmpfs with a few device nodes, never the
@@ -11,7 +12,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 need_root
 [ -x "$RPD_ROOT/usr/bin/env" ] ||
-	die "no build root at $RPD_ROOT" "Create it with: scripts/buildroot.sh (or 'make buildroot')."
+	die "no build root at $RPD_ROOT" "Create it with: scripts/buildroot.sh (or 'make buildroot');" \
+		"the Debian kernels' root ($RPD_DEBIAN_ROOT) with scripts/debian-kernel.sh."
 
 # HTTPS from the root (cargo) trusts what the host trusts: the host's CA bundle.
 host_ca=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}

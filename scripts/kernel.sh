@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# kernel.sh [FLAVOUR]: build (or reuse) the VM kernel of a flavour.
+# kernel.sh [FLAVOUR]: build (or reuse) the VM kernel of a flavour (debian: fetch Debian's
+# own kernel and recreate its tree, see debian-kernel.sh).
 #
 # Debian's linux-source-$KERNEL_SERIES (from $DEBIAN_SUITE-backports) is
 # configured from tinyconfig plus qemu/kernel.config (and, for the debug
@@ -13,7 +14,19 @@ case $flavour in
 default) frags="qemu/kernel.config" ;;
 debug) frags="qemu/kernel.config qemu/kernel-debug.config" ;;
 profile) frags="qemu/kernel.config qemu/kernel-profile.config" ;;
-*) die "unknown kernel flavour '$flavour'" "Flavours: default, debug, profile." ;;
+debian)
+	# Debian's own kernel, not built here: its tree is recreated for modules, and its image
+	# copied into the build root for the VM, with its release beside it.
+	"$RPD_TOP/scripts/buildroot.sh"
+	rel=$("$RPD_TOP/scripts/debian-kernel.sh")
+	img=$RPD_ROOT$(debian_image_in)
+	mkdir -p "$(dirname "$img")"
+	cmp -s "$RPD_DEBIAN_ROOT$(debian_dir_in "$rel")/pkg/usr/lib/modules/$rel/vmlinuz" "$img" ||
+		cp "$RPD_DEBIAN_ROOT$(debian_dir_in "$rel")/pkg/usr/lib/modules/$rel/vmlinuz" "$img"
+	echo "$rel" >"$img.release"
+	exit 0
+	;;
+*) die "unknown kernel flavour '$flavour'" "Flavours: default, debug, profile, debian." ;;
 esac
 "$RPD_TOP/scripts/buildroot.sh"
 

@@ -12,7 +12,7 @@ log=${2:-$RPD_LOGS/vm-$mode-$FLAVOUR.log}
 timeout=${VM_TIMEOUT:-900}
 mem=${VM_MEM:-2G}
 cpus=${VM_CPUS:-2}
-kernel=$(kbuild_in "$FLAVOUR")/arch/x86/boot/bzImage
+kernel=$(kernel_image_in "$FLAVOUR")
 initrd=$(initramfs_in "$FLAVOUR").cpio
 [ -f "$RPD_ROOT$kernel" ] || die "no kernel at $RPD_ROOT$kernel" "Build it with: make kernel FLAVOUR=$FLAVOUR"
 [ -f "$RPD_ROOT$initrd" ] || die "no initramfs at $RPD_ROOT$initrd" "Build it with: scripts/initramfs.sh $FLAVOUR"

@@ -96,10 +96,21 @@ fn pmd_only_where_a_whole_frame_fits() -> Check {
     short.write(255, 0, 2);
     let faults = expected_faults([0, 255], 256)?;
     deltas(&before, &[("huge_faults", 0), ("faults", faults)])?;
+    // The short mapping cannot hold an aligned 2 MiB, so the core never asks for a PMD. The
+    // skewed one can, and with `huge` the core asks: the module counts that call and sends it
+    // back to 4 KiB faults, since pgoff 3 does not start a frame.
     let skewed = io("mmap at pgoff 3", dev.map_aligned(1024, 3, true, TWO_MIB))?;
     let before = stats()?;
     skewed.write(0, 0, 3);
-    deltas(&before, &[("huge_faults", 0), ("faults", 1)])?;
+    let asked = i64::from(unit()? == 512);
+    deltas(
+        &before,
+        &[
+            ("huge_faults", asked),
+            ("huge_fallbacks", asked),
+            ("faults", 1),
+        ],
+    )?;
     ensure!(
         short.read(3, 0) == 3,
         "pgoff 3 is not shared between the two mappings"
