@@ -60,8 +60,9 @@
 //! the proof rests on this module's own invariants, each with its `// SAFETY:` comment: the
 //! frame table's lock-free array ([`once_array`]), which lends its frames out for as long as
 //! it is borrowed because it never removes one while it lives; `mmap`, which gives
-//! [`vm::install`] a handler that outlives the mapping; and the instance list, set up once at
-//! load (the kernel's `global_lock!` pattern).
+//! [`vm::install`] a handler that outlives the mapping; the instance list, set up once at
+//! load (the kernel's `global_lock!` pattern); and the walk's reply ([`walk`]), declared
+//! plain bytes (`AsBytes`, `FromBytes`) because its layout has no padding.
 //!
 //! # Locks and context
 //!
