@@ -40,7 +40,10 @@ use kernel::{
 use crate::{
     budget::BUDGET,
     frame_table::FrameTable,
-    limits::limits,
+    limits::{
+        limits,
+        Switches, //
+    },
     stats::{
         Counter,
         STATS, //
@@ -89,6 +92,8 @@ pub(crate) struct Instance {
     /// Whether the frames are 2 MiB (`huge` when it was opened): then `small` has no slots,
     /// else `large` has none.
     huge: bool,
+    /// The fault path's switches when it was opened.
+    switches: Switches,
     small: FrameTable<0>,
     large: FrameTable<{ vm::HUGE_ORDER }>,
 }
@@ -106,6 +111,7 @@ impl Instance {
             size: limits.max_pages,
             prefault: limits.prefault,
             huge: limits.huge,
+            switches: limits.switches,
             small: FrameTable::new(small)?,
             large: FrameTable::new(large)?,
         })
@@ -174,10 +180,14 @@ impl MiscDevice for Instance {
         // Growth by mremap is refused: the size is checked here, once.
         vma.set_dontexpand();
         let vma = vma.set_mixedmap();
+        let ops = vm::Ops {
+            huge: instance.huge,
+            map_pages: instance.switches.map_pages,
+        };
         // SAFETY: `vma` maps this file, so it holds a reference on the file for as long as it
         // (or a copy made by fork or split) exists, and the file holds `instance` until its
         // release, which runs only after the last such reference is dropped.
-        unsafe { vm::install(vma, &*instance, instance.huge) };
+        unsafe { vm::install(vma, &*instance, ops) };
         Ok(())
     }
 

@@ -13,6 +13,31 @@ use kernel::{
 
 use crate::vm;
 
+/// The fault path's design choices that can be switched, to measure what each one costs
+/// (`pfdemo bench`'s ablation). Each defaults to what the module does without it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Switches {
+    /// Offer a `map_pages` hook (`map_pages=1`), which tells the core that our `fault` needs
+    /// no mmap lock; without it 7.3 retries every fault taken under the per-VMA lock under
+    /// the mmap lock.
+    pub(crate) map_pages: bool,
+    /// Time every `latency`-th handler call of a CPU for the latency histogram (`latency=1`:
+    /// every call; 0: none, and no clock is read).
+    pub(crate) latency: u32,
+    /// Map a single page with `vm_insert_pages` (a batch of one) instead of `vm_insert_page`
+    /// (`insert_pages=0`).
+    pub(crate) insert_pages: bool,
+}
+
+impl Switches {
+    /// The module's own choices.
+    pub(crate) const DEFAULT: Switches = Switches {
+        map_pages: true,
+        latency: 1,
+        insert_pages: false,
+    };
+}
+
 /// The limits the module runs with, validated from the module parameters at load time.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Limits {
@@ -24,6 +49,8 @@ pub(crate) struct Limits {
     pub(crate) prefault: usize,
     /// Whether frames are 2 MiB (`vm::HUGE_ORDER`) instead of 4 KiB.
     pub(crate) huge: bool,
+    /// The fault path's switches (any value is valid).
+    pub(crate) switches: Switches,
 }
 
 impl Limits {
@@ -33,6 +60,7 @@ impl Limits {
         max_total_pages: 0,
         prefault: 1,
         huge: false,
+        switches: Switches::DEFAULT,
     };
 
     /// The largest instance: 64 GiB of 4 KiB pages keeps every page offset and byte length
@@ -49,7 +77,8 @@ impl Limits {
     /// the size, stops an instance's growth.
     ///
     /// With `huge`, a frame is 512 pages: the cap must hold at least one, and `prefault` (a
-    /// 4 KiB notion) must stay 1.
+    /// 4 KiB notion) must stay 1. The switches start as [`Switches::DEFAULT`]; any value of
+    /// theirs is valid.
     pub(crate) fn new(
         max_pages: u64,
         max_total_pages: u64,
@@ -81,6 +110,7 @@ impl Limits {
             max_total_pages,
             prefault: prefault as usize,
             huge,
+            switches: Switches::DEFAULT,
         })
     }
 }
@@ -108,6 +138,7 @@ mod tests {
                 max_total_pages: 250_000,
                 prefault: 1,
                 huge: false,
+                switches: Switches::DEFAULT,
             })
         );
         // A tiny machine still gets a cap of at least one frame.
@@ -136,6 +167,7 @@ mod tests {
                 max_total_pages: 16,
                 prefault: 16,
                 huge: false,
+                switches: Switches::DEFAULT,
             })
         );
     }

@@ -94,6 +94,7 @@ use instance::Instance;
 use limits::{
     limits,
     Limits,
+    Switches,
     LIMITS, //
 };
 use stats::STATS;
@@ -120,6 +121,18 @@ module! {
         huge: bool {
             default: false,
             description: "Use 2 MiB frames, mapped with one PMD where a mapping is 2 MiB aligned",
+        },
+        map_pages: bool {
+            default: true,
+            description: "Offer map_pages, so faults under the VMA lock need no mmap lock (a switch)",
+        },
+        latency: u32 {
+            default: 1,
+            description: "Time every Nth handler call for the latency histogram (0: none)",
+        },
+        insert_pages: bool {
+            default: false,
+            description: "Map a single page with vm_insert_pages, not vm_insert_page (a switch)",
         },
     },
 }
@@ -161,7 +174,15 @@ impl kernel::InPlaceModule for PagefaultDemo {
             module_parameters::prefault.value(),
             module_parameters::huge.value(),
             vm::ram_pages(),
-        );
+        )
+        .map(|limits| Limits {
+            switches: Switches {
+                map_pages: module_parameters::map_pages.value(),
+                latency: module_parameters::latency.value(),
+                insert_pages: module_parameters::insert_pages.value(),
+            },
+            ..limits
+        });
         let setup = match checked {
             Ok(limits) => {
                 LIMITS.populate(limits);
@@ -169,11 +190,15 @@ impl kernel::InPlaceModule for PagefaultDemo {
                 // SAFETY: called once, before the device and debugfs files that use it exist.
                 unsafe { instance::init_instances() };
                 pr_info!(
-                    "max_pages={} max_total_pages={} prefault={} huge={}\n",
+                    "max_pages={} max_total_pages={} prefault={} huge={} map_pages={} \
+                     latency={} insert_pages={}\n",
                     limits.max_pages,
                     limits.max_total_pages,
                     limits.prefault,
-                    limits.huge
+                    limits.huge,
+                    limits.switches.map_pages,
+                    limits.switches.latency,
+                    limits.switches.insert_pages
                 );
                 Ok(())
             }

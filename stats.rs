@@ -102,7 +102,12 @@ impl Histogram {
 pub(crate) struct Shard {
     counters: [Atomic<u64>; Counter::COUNT],
     latency: [Atomic<u64>; Histogram::BUCKETS],
+    /// Handler calls seen, for timing every Nth one (`latency` > 1).
+    calls: Atomic<u64>,
 }
+
+/// A handler call's start, if it is one of those timed for the histogram.
+pub(crate) struct Timer(Option<Instant<Monotonic>>);
 
 /// The module's counters and the handler-latency histogram.
 ///
@@ -124,6 +129,7 @@ impl Stats {
                 Shard {
                     counters: [const { Atomic::new(0) }; Counter::COUNT],
                     latency: [const { Atomic::new(0) }; Histogram::BUCKETS],
+                    calls: Atomic::new(0),
                 }
             }; SHARDS],
         }
@@ -156,15 +162,28 @@ impl Stats {
         self.sum(|shard| &shard.counters[counter as usize])
     }
 
-    /// Counts one handler call that took `ns` nanoseconds, adding one to each of `calls` too:
-    /// all on one shard, found once.
-    pub(crate) fn record_call(&self, calls: &[Counter], ns: u64) {
+    /// Starts a handler call: timed when `every` says so (0: never, 1: always, N: every Nth
+    /// call of this CPU's shard). The clock is read only for a timed call.
+    pub(crate) fn start(&self, every: u32) -> Timer {
+        let timed = match every {
+            0 => false,
+            1 => true,
+            n => self.shard().calls.fetch_add(1, Relaxed) % u64::from(n) == 0,
+        };
+        Timer(timed.then(Instant::<Monotonic>::now))
+    }
+
+    /// Counts one handler call, adding one to each of `calls`, and, if it took `ns`
+    /// nanoseconds by a [`Timer`], its time: all on one shard, found once.
+    pub(crate) fn record_call(&self, calls: &[Counter], ns: Option<u64>) {
         let shard = self.shard();
         for &counter in calls {
             shard.counters[counter as usize].add(1, Relaxed);
         }
-        shard.counters[Counter::HandlerNs as usize].add(ns, Relaxed);
-        shard.latency[Histogram::bucket(ns)].add(1, Relaxed);
+        if let Some(ns) = ns {
+            shard.counters[Counter::HandlerNs as usize].add(ns, Relaxed);
+            shard.latency[Histogram::bucket(ns)].add(1, Relaxed);
+        }
     }
 
     /// Writes `name value` lines: the counters, then the budget's count of live frames (see
@@ -184,7 +203,10 @@ impl Stats {
         writeln!(f, "metadata_bytes {metadata_bytes}")?;
         writeln!(f, "max_total_pages {}", budget.cap())?;
         writeln!(f, "prefault {}", limits.prefault)?;
-        writeln!(f, "huge {}", u8::from(limits.huge))
+        writeln!(f, "huge {}", u8::from(limits.huge))?;
+        writeln!(f, "map_pages {}", u8::from(limits.switches.map_pages))?;
+        writeln!(f, "latency {}", limits.switches.latency)?;
+        writeln!(f, "insert_pages {}", u8::from(limits.switches.insert_pages))
     }
 
     /// The histogram: one line per non-empty bucket, `<upper bound in ns> <count>`.
@@ -200,9 +222,11 @@ impl Stats {
     }
 }
 
-/// Records in [`STATS`] one handler call that started at `start`, counted in `calls`.
-pub(crate) fn record_call(start: Instant<Monotonic>, calls: &[Counter]) {
-    let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(0);
+/// Records in [`STATS`] one handler call that [`Stats::start`] began, counted in `calls`.
+pub(crate) fn record_call(timer: Timer, calls: &[Counter]) {
+    let ns = timer
+        .0
+        .map(|start| u64::try_from(start.elapsed().as_nanos()).unwrap_or(0));
     STATS.record_call(calls, ns);
 }
 
@@ -238,14 +262,32 @@ mod tests {
     #[test]
     fn histogram_shows_only_non_empty_buckets() -> Result {
         let stats = KBox::new(Stats::new(), GFP_KERNEL)?;
-        stats.record_call(&[], 700);
-        stats.record_call(&[Counter::Faults], 1000);
-        stats.record_call(&[Counter::Faults, Counter::ReadFaults], 5000);
+        stats.record_call(&[], Some(700));
+        stats.record_call(&[Counter::Faults], Some(1000));
+        stats.record_call(&[Counter::Faults, Counter::ReadFaults], Some(5000));
+        // An untimed call is counted, but not in the histogram.
+        stats.record_call(&[Counter::Faults], None);
         let text = show(|f| stats.write_latency(f))?;
         assert_eq!(text.to_bytes(), b"# le_ns count\n1024 2\n8192 1\n");
         assert_eq!(stats.get(Counter::HandlerNs), 6700);
-        assert_eq!(stats.get(Counter::Faults), 2);
+        assert_eq!(stats.get(Counter::Faults), 3);
         assert_eq!(stats.get(Counter::ReadFaults), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn sampling_times_every_nth_call() -> Result {
+        let stats = KBox::new(Stats::new(), GFP_KERNEL)?;
+        assert!(stats.start(0).0.is_none());
+        assert!(stats.start(1).0.is_some());
+        // Every third call of a shard; the test may move between CPUs, so count per shard.
+        let timed = (0..30).filter(|_| stats.start(3).0.is_some()).count();
+        let shards_used = stats
+            .shards
+            .iter()
+            .filter(|shard| shard.calls.load(Relaxed) != 0)
+            .count();
+        assert!(timed >= 10 && timed <= 10 + shards_used);
         Ok(())
     }
 
@@ -276,7 +318,8 @@ mod tests {
             b"faults 3\nread_faults 1\nwrite_faults 2\nframes_allocated 0\nframes_freed 0\n\
               sigbus 0\noom 0\nno_huge_frame 0\ninstances 0\ninstances_opened 0\n\
               mmap_refused 0\nprefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\nhandler_ns 0\n\
-              frames_live 1\nmetadata_bytes 4096\nmax_total_pages 9\nprefault 1\nhuge 0\n"
+              frames_live 1\nmetadata_bytes 4096\nmax_total_pages 9\nprefault 1\nhuge 0\n\
+              map_pages 1\nlatency 1\ninsert_pages 0\n"
         );
         Ok(())
     }

@@ -32,6 +32,7 @@ pub(crate) use fault::{
     Fault,
     FaultHandler,
     FaultOutcome,
+    Ops,
     PmdFault, //
 };
 pub(crate) use frame::{

@@ -22,10 +22,6 @@ use kernel::{
         PAGE_SIZE, //
     },
     prelude::*,
-    time::{
-        Instant,
-        Monotonic, //
-    },
 };
 
 use super::Instance;
@@ -87,7 +83,19 @@ impl Instance {
             return self.map_subpage(vma, fault, address);
         }
         let frame = self.small.frame(&BUDGET, &STATS, pgoff)?;
-        inserted(vma.vm_insert_page(address, &frame.page()))?;
+        if self.switches.insert_pages {
+            // The switch: the batch call for a batch of one, to measure what it costs.
+            let mut batch = vm::PageBatch::new(address);
+            batch.push(&frame.page());
+            // A page already mapped (a thread of the same process won) is skipped, as
+            // `EBUSY` is below; any other refusal is a page table that could not be had.
+            let (_, clean) = batch.insert(vma);
+            if !clean {
+                return Err(Shortage::Memory);
+            }
+        } else {
+            inserted(vma.vm_insert_page(address, &frame.page()))?;
+        }
         if self.prefault > 1 {
             self.prefault(vma, pgoff + 1, address + PAGE_SIZE, self.prefault - 1);
         }
@@ -188,7 +196,7 @@ impl Instance {
 
 impl vm::FaultHandler for Instance {
     fn fault(&self, vma: &VmaMixedMap, fault: &vm::Fault<'_>) -> vm::FaultOutcome {
-        let start = Instant::<Monotonic>::now();
+        let timer = STATS.start(self.switches.latency);
         let outcome = match self.map(vma, fault) {
             Ok(()) => vm::FaultOutcome::Mapped,
             Err(shortage) => outcome_of(shortage),
@@ -198,16 +206,16 @@ impl vm::FaultHandler for Instance {
         } else {
             Counter::ReadFaults
         };
-        record_call(start, &[Counter::Faults, kind]);
+        record_call(timer, &[Counter::Faults, kind]);
         outcome
     }
 
     fn pmd_fault(&self, fault: &vm::Fault<'_>, pmd: Option<&vm::PmdFault<'_>>) -> vm::FaultOutcome {
-        let start = Instant::<Monotonic>::now();
+        let timer = STATS.start(self.switches.latency);
         let outcome = self.map_pmd(fault, pmd);
         let calls = [Counter::HugeFaults, Counter::HugeFallbacks];
         let fell_back = matches!(outcome, vm::FaultOutcome::Fallback);
-        record_call(start, &calls[..1 + usize::from(fell_back)]);
+        record_call(timer, &calls[..1 + usize::from(fell_back)]);
         outcome
     }
 }

@@ -118,23 +118,32 @@ pub(crate) trait FaultHandler: Sync + Sized {
     fn pmd_fault(&self, fault: &Fault<'_>, pmd: Option<&PmdFault<'_>>) -> FaultOutcome;
 }
 
-/// Makes `handler` the owner of `vma`'s faults; with `huge`, PMD-level faults too, and
-/// the mapping is marked as wanting huge pages (as `MADV_HUGEPAGE` would).
+/// Which fault operations a mapping gets.
+#[derive(Clone, Copy)]
+pub(crate) struct Ops {
+    /// PMD-level faults too (`huge_fault`), and the mapping marked as wanting huge pages (as
+    /// `MADV_HUGEPAGE` would).
+    pub(crate) huge: bool,
+    /// A `map_pages` hook (see [`VmOps::map_pages`]).
+    pub(crate) map_pages: bool,
+}
+
+/// Makes `handler` the owner of `vma`'s faults, with the operations `ops` says.
 ///
 /// # Safety
 ///
 /// `handler` must stay valid for as long as `vma`, or any VMA copied or split from it,
 /// exists.
-pub(crate) unsafe fn install<T: FaultHandler>(vma: &VmaMixedMap, handler: &T, huge: bool) {
+pub(crate) unsafe fn install<T: FaultHandler>(vma: &VmaMixedMap, handler: &T, ops: Ops) {
     let raw = vma.as_ptr();
     // SAFETY: `install` is called from the mmap hook (it takes the `VmaMixedMap` that
     // `VmaNew::set_mixedmap` returned), while the VMA is not yet visible to other threads,
     // so writing these fields does not race. `VM_HUGEPAGE` is a valid flag for any VMA.
     // The caller guarantees that `handler` outlives every VMA that will carry this pointer.
     unsafe {
-        (*raw).vm_ops = VmOps::<T>::table(huge);
+        (*raw).vm_ops = VmOps::<T>::table(ops);
         (*raw).vm_private_data = core::ptr::from_ref(handler).cast_mut().cast();
-        if huge {
+        if ops.huge {
             (*raw).__bindgen_anon_2.vm_flags |= bindings::VM_HUGEPAGE;
         }
     }
@@ -146,17 +155,32 @@ pub(crate) fn handled_by<T: FaultHandler>(vma: &VmaRef) -> bool {
     // SAFETY: `VmaRef` guarantees a valid VMA with its lock or the mmap lock held, so its
     // `vm_ops` is stable for this read.
     let ops = unsafe { (*vma.as_ptr()).vm_ops };
-    core::ptr::eq(ops, VmOps::<T>::table(false)) || core::ptr::eq(ops, VmOps::<T>::table(true))
+    [false, true].iter().any(|&huge| {
+        [false, true]
+            .iter()
+            .any(|&map_pages| core::ptr::eq(ops, VmOps::<T>::table(Ops { huge, map_pages })))
+    })
 }
 
 /// The `vm_operations_struct`s of a [`FaultHandler`].
 struct VmOps<T>(PhantomData<T>);
 
 impl<T: FaultHandler> VmOps<T> {
-    const TABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+    /// The 4 KiB fault, without `map_pages` (the `map_pages=0` switch).
+    const BARE: bindings::vm_operations_struct = bindings::vm_operations_struct {
         fault: Some(Self::fault),
-        map_pages: Some(Self::map_pages),
         ..pin_init::zeroed()
+    };
+
+    /// What a mapping gets by default.
+    const TABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        map_pages: Some(Self::map_pages),
+        ..Self::BARE
+    };
+
+    const HUGE_BARE: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        huge_fault: Some(Self::huge_fault),
+        ..Self::BARE
     };
 
     const HUGE_TABLE: bindings::vm_operations_struct = bindings::vm_operations_struct {
@@ -164,18 +188,19 @@ impl<T: FaultHandler> VmOps<T> {
         ..Self::TABLE
     };
 
-    /// The table a VMA gets: `HUGE_TABLE` for a huge instance's mapping.
+    /// The table a VMA with `ops` gets.
     ///
     /// A constant has no address of its own: each `&TABLE` is promoted to a static of its
     /// own, which need not be the same one at two places. Every user takes the address here,
     /// at one place in one function that is never inlined, so that [`handled_by`] can tell
     /// our VMAs by the pointer [`install`] wrote.
     #[inline(never)]
-    fn table(huge: bool) -> &'static bindings::vm_operations_struct {
-        if huge {
-            &Self::HUGE_TABLE
-        } else {
-            &Self::TABLE
+    fn table(ops: Ops) -> &'static bindings::vm_operations_struct {
+        match (ops.huge, ops.map_pages) {
+            (false, false) => &Self::BARE,
+            (false, true) => &Self::TABLE,
+            (true, false) => &Self::HUGE_BARE,
+            (true, true) => &Self::HUGE_TABLE,
         }
     }
 
