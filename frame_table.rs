@@ -32,7 +32,8 @@ use crate::{
 /// costs the table 8 bytes (its slot; a leaf of 4 KiB serves 512 frames), plus 8 bytes of
 /// directory per 512 slots of the instance's size. The table keeps no counters: on a fault,
 /// every word written is either the new frame's slot or per CPU, so two threads faulting on
-/// one instance share no cache line but the global budget's.
+/// one instance write to no shared word but the global budget's (eight neighbouring slots
+/// share a cache line, which two first touches of neighbouring pages may both write).
 pub(crate) struct FrameTable<const ORDER: u32> {
     frames: OnceArray<vm::Frame<ORDER>>,
 }

@@ -11,7 +11,8 @@
 //!
 //! Locks: [`INSTANCES`] (a mutex) guards the list of open instances; it is taken by `open`,
 //! `release` and the `frames` file, never on the fault path and never with another lock of
-//! this module held.
+//! this module held. A huge instance's `pmd_lock` (a mutex) is taken on its fault path, with
+//! the core's mmap or VMA read lock held, and never with `INSTANCES`.
 
 use core::fmt;
 use kernel::{
@@ -32,8 +33,10 @@ use kernel::{
             Atomic,
             Relaxed, //
         },
+        new_mutex,
         Arc,
-        ArcBorrow, //
+        ArcBorrow,
+        Mutex, //
     },
 };
 
@@ -94,6 +97,13 @@ pub(crate) struct Instance {
     huge: bool,
     /// The fault path's switches when it was opened.
     switches: Switches,
+    /// Held, in a huge instance, from looking at a PMD entry to filling it (with a leaf, or a
+    /// page table through a 4 KiB insertion), so that the 4 KiB and the PMD path never find
+    /// the entry changed under them (see `fault.rs`). Taken on the fault path with the mmap
+    /// or VMA lock held for reading; nothing is taken while it is held but the page-table
+    /// locks inside the core's insertion.
+    #[pin]
+    pmd_lock: Mutex<()>,
     small: FrameTable<0>,
     large: FrameTable<{ vm::HUGE_ORDER }>,
 }
@@ -112,6 +122,7 @@ impl Instance {
             prefault: limits.prefault,
             huge: limits.huge,
             switches: limits.switches,
+            pmd_lock <- new_mutex!(()),
             small: FrameTable::new(small)?,
             large: FrameTable::new(large)?,
         })

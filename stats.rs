@@ -76,7 +76,8 @@ counters! {
     MmapRefused => "mmap_refused",
     /// Pages mapped by faults besides the faulting page (`prefault` > 1).
     Prefaulted => "prefaulted",
-    /// Calls of the PMD-level handler (`huge`), which are not counted in `faults`.
+    /// Calls of the huge-fault handler (`huge`; the core asks for a PMD, and for a PUD where
+    /// the PUD entry is empty), which are not counted in `faults`.
     HugeFaults => "huge_faults",
     /// PMD-level calls that asked the core to fall back to 4 KiB faults, for any reason.
     HugeFallbacks => "huge_fallbacks",

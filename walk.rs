@@ -20,7 +20,8 @@
 //! The reply is [`WalkReply`], a fixed-size versioned structure (the README documents it
 //! field by field; `user/src/walk.rs` is its user-space twin). Frame numbers are shown only to
 //! an opener with `CAP_SYS_ADMIN`, as `/proc/<pid>/pagemap` does: for others they are zero,
-//! also inside the raw entries.
+//! also inside the raw entries (a non-present entry, which may hold a swap offset or a PFN,
+//! keeps only its low flag bits).
 //!
 //! Calling context: the ioctl, in process context; the walk itself is [`vm::walk_current`].
 
@@ -124,12 +125,19 @@ unsafe impl AsBytes for WalkReply {}
 unsafe impl FromBytes for WalkReply {}
 
 impl WalkReply {
-    /// Fills the output fields from `walk`, hiding frame numbers unless `show_pfns`.
+    /// Fills the output fields from `walk`, hiding frame numbers unless `show_pfns`. Every
+    /// output field is written, also the levels not read and the VMA when there is none, so
+    /// nothing of what the caller sent comes back as if the module had said it.
     fn fill(&mut self, walk: &vm::Walk, show_pfns: bool) {
+        *self = Self {
+            size: self.size,
+            version: self.version,
+            address: self.address,
+            ..Self::default()
+        };
         self.paging_levels = if walk.five_level { 5 } else { 4 };
         self.count = walk.steps.len() as u32;
         self.end = walk.end as u32;
-        self.flags = 0;
         if !show_pfns {
             self.flags |= WALK_PFNS_HIDDEN;
         }
@@ -145,11 +153,7 @@ impl WalkReply {
             self.vma_end = vma.end as u64;
         }
         for (out, step) in self.levels.iter_mut().zip(walk.steps.iter()) {
-            let points_to = if step.entry.is_present() {
-                step.entry.pfn(0)
-            } else {
-                0
-            };
+            let points_to = step.points_to;
             *out = WalkLevel {
                 entry: if show_pfns {
                     step.entry.0
@@ -246,6 +250,7 @@ mod tests {
                         index: i,
                         entry,
                         table_pfn: 0x999,
+                        points_to: 0x1234,
                     },
                     GFP_KERNEL,
                 )
@@ -257,8 +262,14 @@ mod tests {
             end: vm::End::Leaf,
             vma: None,
         };
-        let mut reply = WalkReply::default();
+        // What the caller sent in the output fields does not come back.
+        let mut reply = WalkReply {
+            vma_start: 7,
+            ..WalkReply::default()
+        };
+        reply.levels[4].entry = 7;
         reply.fill(&walk, false);
+        assert_eq!((reply.vma_start, reply.levels[4].entry), (0, 0));
         assert_eq!(reply.flags, WALK_PFNS_HIDDEN);
         assert_eq!((reply.count, reply.end, reply.paging_levels), (4, 3, 4));
         for level in &reply.levels[..4] {

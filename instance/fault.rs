@@ -57,6 +57,17 @@ fn outcome_of(shortage: Shortage) -> vm::FaultOutcome {
     }
 }
 
+/// Runs `insert` again once when it fails for lack of memory: 7.3 frees empty page tables
+/// with only the mmap lock held for reading (`CONFIG_PT_RECLAIM`), so a `MADV_DONTNEED` of
+/// the same range may free the PTE table between `vm_insert_page`'s allocating it and its
+/// locking it, which it reports as `ENOMEM`. A second failure is a real shortage.
+fn retried(insert: impl Fn() -> Result<(), Shortage>) -> Result<(), Shortage> {
+    match insert() {
+        Err(Shortage::Memory) => insert(),
+        other => other,
+    }
+}
+
 /// The result of mapping one page: `EBUSY` means a thread of the same process mapped it
 /// first, so the access will succeed.
 fn inserted(result: Result) -> Result<(), Shortage> {
@@ -83,19 +94,21 @@ impl Instance {
             return self.map_subpage(vma, fault, address);
         }
         let frame = self.small.frame(&BUDGET, &STATS, pgoff)?;
-        if self.switches.insert_pages {
-            // The switch: the batch call for a batch of one, to measure what it costs.
-            let mut batch = vm::PageBatch::new(address);
-            batch.push(&frame.page());
-            // A page already mapped (a thread of the same process won) is skipped, as
-            // `EBUSY` is below; any other refusal is a page table that could not be had.
-            let (_, clean) = batch.insert(vma);
-            if !clean {
-                return Err(Shortage::Memory);
+        retried(|| {
+            if self.switches.insert_pages {
+                // The switch: the batch call for a batch of one, to measure what it costs.
+                let mut batch = vm::PageBatch::new(address);
+                batch.push(&frame.page());
+                // A page already mapped (a thread of the same process won) is skipped, as
+                // `EBUSY` is below; any other refusal is a page table that could not be had.
+                match batch.insert(vma) {
+                    (_, true) => Ok(()),
+                    (_, false) => Err(Shortage::Memory),
+                }
+            } else {
+                inserted(vma.vm_insert_page(address, &frame.page()))
             }
-        } else {
-            inserted(vma.vm_insert_page(address, &frame.page()))?;
-        }
+        })?;
         if self.prefault > 1 {
             self.prefault(vma, pgoff + 1, address + PAGE_SIZE, self.prefault - 1);
         }
@@ -108,27 +121,33 @@ impl Instance {
     ///
     /// In one 2 MiB range, a 4 KiB fault and a PMD fault may run at the same time, each
     /// under the VMA's read lock only, when they disagree about THP (the process's
-    /// `PR_SET_THP_DISABLE` or the machine's THP setting changed between them). A PMD leaf
-    /// already there means the retried access will be translated by it: nothing to map.
-    /// `vm_insert_page` refuses with `ENOMEM` when a PMD leaf appeared after this look;
-    /// that too is a mapped page, not a shortage.
+    /// `PR_SET_THP_DISABLE` or the machine's THP setting changed between them, or soft-dirty
+    /// tracking made the core split our leaf). Only this module fills its VMAs' PMD entries,
+    /// so [`Instance::pmd_lock`], held from looking at the entry to filling it, orders the
+    /// two: a PMD leaf already there is what the retried access will be translated by, and
+    /// none can appear while `vm_insert_page` walks down (where 7.3 has
+    /// `VM_BUG_ON(pmd_trans_huge(*pmd))`).
     fn map_subpage(
         &self,
         vma: &VmaMixedMap,
         fault: &vm::Fault<'_>,
         address: usize,
     ) -> Result<(), Shortage> {
-        if fault.pmd() == vm::PmdState::Huge {
-            return Ok(());
-        }
         let frame = self
             .large
             .frame(&BUDGET, &STATS, fault.pgoff >> vm::HUGE_ORDER)?;
-        let result = vm::insert_subpage(vma, address, frame, fault.pgoff & vm::HUGE_MASK);
-        match inserted(result) {
-            Err(Shortage::Memory) if fault.pmd() == vm::PmdState::Huge => Ok(()),
-            other => other,
+        let _filling = self.pmd_lock.lock();
+        if fault.pmd() == Some(vm::PmdState::Huge) {
+            return Ok(());
         }
+        retried(|| {
+            inserted(vm::insert_subpage(
+                vma,
+                address,
+                frame,
+                fault.pgoff & vm::HUGE_MASK,
+            ))
+        })
     }
 
     /// Maps up to `count` pages from `pgoff` at `address`, allocating their frames, in batches
@@ -177,19 +196,21 @@ impl Instance {
         if !self.huge || !fault.shared || (index + 1) << vm::HUGE_ORDER > self.size {
             return vm::FaultOutcome::Fallback;
         }
+        let frame = match self.large.frame(&BUDGET, &STATS, index) {
+            Ok(frame) => frame,
+            Err(shortage) => return outcome_of(shortage),
+        };
+        // See `map_subpage`: with this held, the entry stays what it is read to be until it
+        // is filled, but for a zap that empties it.
+        let _filling = self.pmd_lock.lock();
         match fault.pmd() {
-            vm::PmdState::None => {}
-            // A concurrent 4 KiB fault put a page table there: its pages are mapped one by
-            // one now.
-            vm::PmdState::Table => return vm::FaultOutcome::Fallback,
-            // Our leaf, read-only, and this is a write: after `mprotect` made the mapping
-            // writable, or soft-dirty tracking write-protected it. The core splits it (for a
-            // special PMD, that clears it) and maps the 4 KiB pages the write touches.
-            vm::PmdState::Huge => return vm::FaultOutcome::Fallback,
-        }
-        match self.large.frame(&BUDGET, &STATS, index) {
-            Ok(frame) => pmd.insert(frame),
-            Err(shortage) => outcome_of(shortage),
+            // Empty: the frame, with one PMD.
+            Some(vm::PmdState::None) => pmd.insert(frame, fault.write),
+            // Our leaf, and this is a write to it while read-only (soft-dirty tracking
+            // write-protected it): the same frame again, made writable and dirty.
+            Some(vm::PmdState::Huge) => pmd.insert(frame, fault.write),
+            // A 4 KiB fault put a page table there: its pages are mapped one by one now.
+            Some(vm::PmdState::Table) | None => vm::FaultOutcome::Fallback,
         }
     }
 }

@@ -10,7 +10,10 @@
 //! context, with the mmap lock or the VMA's lock held for reading by the core; they may
 //! sleep.
 
-use core::marker::PhantomData;
+use core::{
+    marker::PhantomData,
+    ptr::NonNull, //
+};
 use kernel::{
     bindings,
     mm::virt::{
@@ -37,10 +40,12 @@ use super::{
 ///
 /// # Invariants
 ///
-/// `pmd` points to the PMD entry that covers `address` in the faulting process's page
-/// tables, in a PMD table that stays allocated for `'a` (PMD tables are freed only with the
-/// mmap lock held for writing, and the core holds it or the VMA's lock for reading during the
-/// fault).
+/// `pmd`, when set, points to the PMD entry that covers `address` in the faulting process's
+/// page tables, in a PMD table that stays allocated for `'a`. The core holds the faulting
+/// VMA's lock or the mmap lock for reading during the fault, and a PMD table is freed only by
+/// `free_pgtables` for a range that no VMA covers any more: `munmap` may do that after
+/// downgrading the mmap lock, but only for tables wholly inside the gap it unmapped, never for
+/// one under a VMA that is still there and locked.
 pub(crate) struct Fault<'a> {
     /// Page offset in the file of the faulting page.
     pub(crate) pgoff: usize,
@@ -50,7 +55,9 @@ pub(crate) struct Fault<'a> {
     pub(crate) write: bool,
     /// Whether the mapping is shared (`MAP_SHARED`) rather than private.
     pub(crate) shared: bool,
-    pmd: *const bindings::pmd_t,
+    /// The core's `vmf->pmd`: set for a 4 KiB fault and a PMD-level one, not for a PUD-level
+    /// one, which the core asks for before it has looked up a PMD (`vmf->pmd` is NULL then).
+    pmd: Option<NonNull<bindings::pmd_t>>,
     _fault: PhantomData<&'a bindings::vm_fault>,
 }
 
@@ -60,11 +67,13 @@ impl Fault<'_> {
     /// Read once, without the page-table lock, as the core's own `pmdp_get_lockless` does:
     /// the entry may change right after (another thread's fault, a zap), so this is a hint,
     /// and whatever maps a page re-checks the entry under the page-table lock.
-    pub(crate) fn pmd(&self) -> PmdState {
-        // SAFETY: by the type invariant `pmd` points to a live PMD entry; a volatile read of
-        // the aligned 64-bit word is a single load that cannot tear (`READ_ONCE`).
-        let raw = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*self.pmd).pmd)) };
-        PmdState::of(Entry(raw as u64))
+    /// `None` for a PUD-level call, which has no PMD entry yet.
+    pub(crate) fn pmd(&self) -> Option<PmdState> {
+        let pmd = self.pmd?;
+        // SAFETY: by the type invariant a set `pmd` points to a live PMD entry; a volatile
+        // read of the aligned 64-bit word is a single load that cannot tear (`READ_ONCE`).
+        let raw = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*pmd.as_ptr()).pmd)) };
+        Some(PmdState::of(Entry(raw as u64)))
     }
 }
 
@@ -193,7 +202,8 @@ impl<T: FaultHandler> VmOps<T> {
     /// A constant has no address of its own: each `&TABLE` is promoted to a static of its
     /// own, which need not be the same one at two places. Every user takes the address here,
     /// at one place in one function that is never inlined, so that [`handled_by`] can tell
-    /// our VMAs by the pointer [`install`] wrote.
+    /// our VMAs by the pointer [`install`] wrote. (That holds because the kernel builds Rust
+    /// with one codegen unit; nothing unsafe depends on it, only the walk's `WALK_OUR_VMA`.)
     #[inline(never)]
     fn table(ops: Ops) -> &'static bindings::vm_operations_struct {
         match (ops.huge, ops.map_pages) {
@@ -210,8 +220,15 @@ impl<T: FaultHandler> VmOps<T> {
     ///
     /// `vmf` must be the valid fault of a VMA whose ops are `TABLE` or `HUGE_TABLE`, and
     /// the returned references are used only during that fault.
-    unsafe fn unpack<'a>(vmf: *mut bindings::vm_fault) -> (&'a T, &'a VmaMixedMap, Fault<'a>) {
-        // SAFETY: the caller passes a valid `vmf` that lives for the whole fault.
+    /// `with_pmd` says whether the core has set `vmf->pmd`: for `fault` and a PMD-level
+    /// `huge_fault`, not for a PUD-level one.
+    unsafe fn unpack<'a>(
+        vmf: *mut bindings::vm_fault,
+        with_pmd: bool,
+    ) -> (&'a T, &'a VmaMixedMap, Fault<'a>) {
+        // SAFETY: the caller passes a valid `vmf` that lives for the whole fault, and its `vma`
+        // is the faulting VMA, valid and locked (mmap or VMA read lock) for that long, so its
+        // flags may be read.
         let (vma, fault) = unsafe {
             let vmf = &*vmf;
             let args = &vmf.__bindgen_anon_1;
@@ -223,9 +240,14 @@ impl<T: FaultHandler> VmOps<T> {
                     address: args.address,
                     write: vmf.flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0,
                     shared: shared != 0,
-                    // INVARIANT: the core sets `pmd` to the faulting address's PMD entry
-                    // before it calls any fault operation, and holds the mmap or VMA lock.
-                    pmd: vmf.pmd,
+                    // INVARIANT: the core sets `vmf->pmd` to the faulting address's PMD entry
+                    // (allocating the PMD table if need be) before it calls `fault` or a
+                    // PMD-level `huge_fault`, and holds the mmap or VMA lock (see above).
+                    pmd: if with_pmd {
+                        NonNull::new(vmf.pmd)
+                    } else {
+                        None
+                    },
                     _fault: PhantomData,
                 },
             )
@@ -235,8 +257,11 @@ impl<T: FaultHandler> VmOps<T> {
         // VMA exists. fork and split copy both fields together.
         let handler = unsafe { &*(*vma).vm_private_data.cast::<T>() };
         // SAFETY: the core holds the mmap read lock or the per-VMA read lock for the whole
-        // fault, which is what `VmaMixedMap` requires, and `VM_MIXEDMAP` was set by
-        // `VmaNew::set_mixedmap` before `install` and is never cleared.
+        // fault, and `VM_MIXEDMAP` was set by `VmaNew::set_mixedmap` before `install` and is
+        // never cleared. (`VmaMixedMap::from_raw` names the mmap read lock; its type's
+        // invariant, and `VmaRef`'s, accept the VMA's own read lock too, which is what the
+        // core holds for a fault it takes under the per-VMA lock: the VMA cannot change or go
+        // away either way.)
         let vma = unsafe { VmaMixedMap::from_raw(vma) };
         (handler, vma, fault)
     }
@@ -246,7 +271,7 @@ impl<T: FaultHandler> VmOps<T> {
     /// Called by the core's fault path with a valid `vmf` whose VMA carries these ops.
     unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
         // SAFETY: as this function's own requirements.
-        let (handler, vma, fault) = unsafe { Self::unpack(vmf) };
+        let (handler, vma, fault) = unsafe { Self::unpack(vmf, true) };
         handler.fault(vma, &fault).into_raw()
     }
 
@@ -258,7 +283,7 @@ impl<T: FaultHandler> VmOps<T> {
         order: kernel::ffi::c_uint,
     ) -> bindings::vm_fault_t {
         // SAFETY: as this function's own requirements.
-        let (handler, vma, fault) = unsafe { Self::unpack(vmf) };
+        let (handler, vma, fault) = unsafe { Self::unpack(vmf, order == HUGE_ORDER) };
         // The core does not check, for a file VMA, that a PMD fits (the driver must, as
         // DAX does): the whole 2 MiB must lie inside the VMA, and map a whole frame.
         let pmd = (order == HUGE_ORDER && pmd_fits(vma, &fault)).then_some(PmdFault {
@@ -315,24 +340,22 @@ pub(crate) struct PmdFault<'a> {
 }
 
 impl PmdFault<'_> {
-    /// Maps all of `frame` with one PMD entry, if the PMD entry is still empty.
+    /// Maps all of `frame` with one PMD entry; with `write`, writable and dirty (a write
+    /// fault), also when the entry is there already.
     ///
     /// The entry is a special (PFN) one that holds no reference on the frame, as 7.3's
     /// PMD split and zap expect for a `VM_MIXEDMAP` VMA: a folio-backed PMD would be
     /// split there without dropping its reference, leaking the frame. Our frames outlive
     /// every mapping anyway: a mapping holds the file, and the file holds the frames.
     ///
-    /// The entry gets the VMA's protection (`vm_page_prot`: writable for a shared, writable
-    /// mapping), and the MMU sets its accessed and dirty bits. It is never inserted "for a
-    /// write": with `write`, `insert_pmd` in mm/huge_memory.c expects any entry it finds
-    /// under the PMD lock to be ours and warns otherwise, but a concurrent 4 KiB fault may
-    /// have put a page table there since the handler looked. Without `write`, an entry found
-    /// there is left alone and the access is retried, which then finds what is there.
-    pub(crate) fn insert(&self, frame: FrameRef<'_, HUGE_ORDER>) -> FaultOutcome {
+    /// The caller must know the entry to be empty or `frame`'s own leaf, and keep it so but
+    /// for a zap (the handler's `pmd_lock`): with `write`, `insert_pmd` in mm/huge_memory.c
+    /// warns when it finds any other entry under the PMD lock, such as a page table.
+    pub(crate) fn insert(&self, frame: FrameRef<'_, HUGE_ORDER>, write: bool) -> FaultOutcome {
         // SAFETY: by the type invariant `vmf` is valid with the right lock held and
         // `VM_MIXEDMAP` set, which `vmf_insert_pfn_pmd` requires. The PFN is that of a
         // live, PMD-aligned 2 MiB frame that outlives the mapping (see above).
-        let raw = unsafe { bindings::vmf_insert_pfn_pmd(self.vmf, frame.pfn(), false) };
+        let raw = unsafe { bindings::vmf_insert_pfn_pmd(self.vmf, frame.pfn(), write) };
         FaultOutcome::from_raw(raw)
     }
 }

@@ -17,6 +17,7 @@ use kernel::{
     types::ForeignOwnable, //
 };
 
+/// An owned, zeroed frame of `1 << ORDER` pages (a compound page when `ORDER` > 0),
 /// stored in the frame table as its bare `struct page` pointer, so a frame costs no
 /// allocation besides its pages.
 ///
@@ -34,8 +35,11 @@ unsafe impl<const ORDER: u32> Send for Frame<ORDER> {}
 unsafe impl<const ORDER: u32> Sync for Frame<ORDER> {}
 
 impl<const ORDER: u32> Frame<ORDER> {
-    /// Allocates a zeroed frame, charged to the current task's memory cgroup as anonymous
-    /// memory is. A huge frame is one compound page, and its allocation does not warn
+    /// Allocates a zeroed frame, charged to the current task's memory cgroup
+    /// (`__GFP_ACCOUNT`, as kernel memory): for a fault, the task that touches the page.
+    /// (Anonymous memory is charged to the memory cgroup of the mm's owner instead; the two
+    /// differ only for a remote access such as `process_vm_writev` or `/proc/<pid>/mem`, where
+    /// ours goes to the accessing task.) A huge frame is one compound page, and its allocation does not warn
     /// when no free 2 MiB block is left: the fault reports that.
     pub(crate) fn alloc_zeroed() -> Result<Self, AllocError> {
         let mut flags = bindings::GFP_KERNEL_ACCOUNT | bindings::__GFP_ZERO;

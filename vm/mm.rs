@@ -2,6 +2,9 @@
 
 //! What the module reads of the memory-management state: a new VMA's page offset, the
 //! machine's RAM.
+//!
+//! Calling context: the `mmap` hook for the page offset (the new VMA is the caller's alone),
+//! any process context for the RAM size.
 
 use kernel::{
     bindings,

@@ -40,8 +40,15 @@ impl Entry {
     /// these is still empty to the kernel (`pmd_none`).
     const MMU_SET: u64 = Self::ACCESSED | Self::DIRTY;
 
-    /// The physical-address bits of an entry that points to a table or a 4 KiB page.
+    /// The physical-address bits of an entry that points to a table or a 4 KiB page, as far
+    /// as the architecture goes (bits 12 to 51). A machine with memory encryption (AMD SME or
+    /// SEV, Intel TDX) uses one of them as the encryption bit instead: see [`Self::pfn`].
     const ADDRESS: u64 = ((1 << 52) - 1) & !((1 << 12) - 1);
+
+    /// The low bits of a non-present entry that are no part of what it encodes: what a caller
+    /// who may not see frame numbers gets of a swap or migration entry, whose other bits hold
+    /// a swap offset or a PFN (as pagemap hides them).
+    const NON_PRESENT_FLAGS: u64 = (1 << 9) - 1;
 
     /// Whether the kernel sees nothing in the entry (`pmd_none`, `pte_none`).
     pub(crate) fn is_none(self) -> bool {
@@ -64,17 +71,25 @@ impl Entry {
         self.0 & bits == bits
     }
 
-    /// The entry with its physical-address bits cleared: what a caller who may not see frame
-    /// numbers gets.
+    /// The entry as a caller who may not see frame numbers gets it: a present entry without
+    /// its physical-address bits, a non-present one without anything but its low flag bits.
     pub(crate) fn without_pfn(self) -> Self {
-        Self(self.0 & !Self::ADDRESS)
+        if self.is_present() {
+            Self(self.0 & !Self::ADDRESS)
+        } else {
+            Self(self.0 & Self::NON_PRESENT_FLAGS)
+        }
     }
 
-    /// The frame number the entry points to: of the next table, or of the mapped page. A
-    /// leaf of `1 << order` pages has its low address bits used for other things (bit 12 is
-    /// the PAT bit of a huge leaf), so they are masked off.
-    pub(crate) fn pfn(self, order: u32) -> u64 {
-        (self.0 & Self::ADDRESS) >> 12 & !((1u64 << order) - 1)
+    /// The frame number the entry points to: of the next table, or of the mapped page.
+    ///
+    /// `physical` is the machine's mask of physical-address bits (the kernel's
+    /// `physical_mask`): with memory encryption one address bit is the encryption bit, set in
+    /// every entry of an encrypted page, and no part of the frame number. A leaf of
+    /// `1 << order` pages has its low address bits used for other things (bit 12 is the PAT
+    /// bit of a huge leaf), so they are masked off too.
+    pub(crate) fn pfn(self, order: u32, physical: u64) -> u64 {
+        (self.0 & Self::ADDRESS & physical) >> 12 & !((1u64 << order) - 1)
     }
 }
 
@@ -113,12 +128,18 @@ mod tests {
         assert!(pte.is_present() && !pte.is_none() && !pte.is_huge());
         assert!(pte.has(Entry::WRITABLE | Entry::USER | Entry::ACCESSED | Entry::DIRTY));
         assert!(pte.has(Entry::NO_EXECUTE) && !pte.has(Entry::GLOBAL));
-        assert_eq!(pte.pfn(0), 0x1234);
+        let all = u64::MAX;
+        assert_eq!(pte.pfn(0, all), 0x1234);
         assert_eq!(pte.without_pfn(), Entry(0x8000_0000_0000_0067));
+        // An encrypted page's entry (the encryption bit at 47): not part of the PFN.
+        let encrypted = Entry(pte.0 | 1 << 47);
+        assert_eq!(encrypted.pfn(0, (1 << 47) - 1), 0x1234);
+        // A swap entry: the caller who may not see PFNs gets its low flag bits only.
+        assert_eq!(Entry(0x7fff_ffff_ffff_f340).without_pfn(), Entry(0x140));
         // A special 2 MiB leaf at 0x40000000 with the PAT bit (12) set: not part of the PFN.
         let pmd = Entry(0x4000_1000 | Entry::HUGE | Entry::SPECIAL | 0x7);
         assert!(pmd.is_huge());
-        assert_eq!(pmd.pfn(9), 0x40000);
+        assert_eq!(pmd.pfn(9, all), 0x40000);
         // Only the bits the MMU sets on its own: still empty.
         assert!(Entry(Entry::ACCESSED | Entry::DIRTY).is_none());
         assert!(!Entry(Entry::PRESENT).is_none());

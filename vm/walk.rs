@@ -42,7 +42,9 @@ use super::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 pub(crate) enum Level {
-    /// Page global directory: the table `mm->pgd` points to (CR3 while the process runs).
+    /// Page global directory: the table `mm->pgd` points to (CR3 while the process runs in
+    /// the kernel; with page-table isolation, user mode runs on a copy of it whose user
+    /// entries the kernel's own copy mirrors, NX aside).
     Pgd = 0,
     /// Page level-4 directory: only with 5-level paging.
     P4d = 1,
@@ -95,8 +97,9 @@ pub(crate) const ENTRIES: usize = 512;
 pub(crate) enum End {
     /// An entry was empty: no table and no page below it. The MMU raises a page fault here.
     Empty = 1,
-    /// An entry was not present but not empty either: a swap or migration entry, or a huge
-    /// leaf being split. The MMU raises a page fault here too.
+    /// An entry was not present but not empty either: a swap or migration entry, a
+    /// `PROT_NONE` or NUMA-hinting entry (present clear, `_PAGE_PROTNONE` set), or a huge leaf
+    /// being split. The MMU raises a page fault here too.
     NotPresent = 2,
     /// A present PTE: the 4 KiB page it maps is the translation.
     Leaf = 3,
@@ -116,6 +119,9 @@ pub(crate) struct Step {
     pub(crate) entry: Entry,
     /// The PFN of the table the entry was read from.
     pub(crate) table_pfn: u64,
+    /// The PFN the entry points to, the next table or the mapped frame's first page; zero
+    /// when the entry is not present.
+    pub(crate) points_to: u64,
 }
 
 /// The VMA that holds the walked address.
@@ -144,8 +150,8 @@ pub(crate) fn five_level() -> bool {
     shift == 48
 }
 
-/// The highest user address plus one page (`TASK_SIZE_MAX`): 2^47 - 4 KiB, or 2^56 - 4 KiB
-/// with 5-level paging.
+/// The end of user space (`TASK_SIZE_MAX`, the top page excluded): 2^47 - 4 KiB, or
+/// 2^56 - 4 KiB with 5-level paging.
 pub(crate) fn user_end() -> usize {
     let bits = if five_level() { 56 } else { 47 };
     (1usize << bits) - (1 << PAGE_SHIFT)
@@ -164,6 +170,27 @@ pub(crate) fn may_see_pfns(file: &File) -> bool {
             bindings::CAP_SYS_ADMIN as i32,
         )
     }
+}
+
+/// The machine's physical-address bits (the kernel's `physical_mask`): fewer than 52 with
+/// memory encryption, whose encryption bit is set in page-table entries.
+#[cfg(CONFIG_DYNAMIC_PHYSICAL_MASK)]
+fn physical_mask() -> u64 {
+    // SAFETY: `physical_mask` is set during early boot (memory encryption setup) and
+    // read-only afterwards.
+    unsafe { bindings::physical_mask }
+}
+
+/// The machine's physical-address bits: all 52 without `CONFIG_DYNAMIC_PHYSICAL_MASK`.
+#[cfg(not(CONFIG_DYNAMIC_PHYSICAL_MASK))]
+fn physical_mask() -> u64 {
+    (1 << 52) - 1
+}
+
+/// The highest PFN the direct map can hold plus one (`MAX_PHYSMEM_BITS`: 46 bits of physical
+/// address with 4-level paging, 52 with 5-level).
+fn pfn_limit(five_level: bool) -> u64 {
+    1 << (if five_level { 52 } else { 46 } - PAGE_SHIFT)
 }
 
 /// The kernel's direct-map address of the page of `pfn`.
@@ -201,6 +228,7 @@ pub(crate) fn walk_current<T: FaultHandler>(address: usize) -> Result<Walk> {
     let mut table = unsafe { (*mm.as_raw()).__bindgen_anon_1.pgd }
         .cast::<u64>()
         .cast_const();
+    let physical = physical_mask();
     let mut end = End::Empty;
     for &level in Level::all(five_level) {
         let index = level.index(address, five_level);
@@ -210,6 +238,18 @@ pub(crate) fn walk_current<T: FaultHandler>(address: usize) -> Result<Walk> {
         // documentation). `index` is below 512, inside the page. The volatile read is one
         // aligned 64-bit load (`READ_ONCE`).
         let entry = Entry(unsafe { core::ptr::read_volatile(table.add(index)) });
+        let huge = level.may_be_huge() && entry.is_huge();
+        // A huge leaf's frame number has its low bits masked off (see `Entry::pfn`).
+        let order = match level {
+            Level::Pmd if huge => 9,
+            Level::Pud if huge => 18,
+            _ => 0,
+        };
+        let points_to = if entry.is_present() {
+            entry.pfn(order, physical)
+        } else {
+            0
+        };
         // Never fails: the capacity is one step per level.
         steps
             .push_within_capacity(Step {
@@ -217,6 +257,7 @@ pub(crate) fn walk_current<T: FaultHandler>(address: usize) -> Result<Walk> {
                 index,
                 entry,
                 table_pfn: pfn_of(table),
+                points_to,
             })
             .map_err(|_| ENOMEM)?;
         if entry.is_none() {
@@ -231,7 +272,7 @@ pub(crate) fn walk_current<T: FaultHandler>(address: usize) -> Result<Walk> {
             end = End::Leaf;
             break;
         }
-        if level.may_be_huge() && entry.is_huge() {
+        if huge {
             end = if level == Level::Pmd {
                 End::HugePmd
             } else {
@@ -239,7 +280,11 @@ pub(crate) fn walk_current<T: FaultHandler>(address: usize) -> Result<Walk> {
             };
             break;
         }
-        table = direct_map(entry.pfn(0));
+        // A table outside the direct map would be a corrupt entry: not followed.
+        if points_to >= pfn_limit(five_level) {
+            return Err(EIO);
+        }
+        table = direct_map(points_to);
     }
     drop(rcu);
     drop(mmap);
