@@ -375,7 +375,7 @@ impl Walk {
         for (i, (l, &(level, shift, index))) in levels.iter().zip(&want).enumerate() {
             if (l.level, l.shift, l.index as usize) != (level, shift, index) {
                 return Err(format!(
-                    "{:#x}: level {i} is {} index {} (bits {}), the address says {} index {index} (bits {shift})",
+                    "{:#x}: read {} index {} (bits {}) as entry {i}, the address says {} index {index} (bits {shift})",
                     r.address, l.name(), l.index, l.shift, LEVEL_NAMES[level as usize]
                 ));
             }
