@@ -1,9 +1,13 @@
 //! The tour's recorder: every step with the evidence checked for it, printed as prose as it
-//! happens or, with `--json`, all at the end; with `--check`, the verdict over all of them.
+//! happens or, with `--json`, all at the end (and with `--json-out FILE` into a file, next to
+//! the prose); with `--check`, the verdict over all of them. A step that shows the page-table
+//! walk carries the walks it read, for the JSON (what `scripts/walk_svg.py` draws).
 
 use pfdemo::parse::PagemapEntry;
+use pfdemo::walk::Walk;
 use pfdemo::Res;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// One step of the tour with the evidence that was checked for it.
 #[derive(Serialize)]
@@ -13,18 +17,23 @@ struct Step {
     title: &'static str,
     evidence: String,
     ok: bool,
+    /// The walks the step shows, by what they are ("before", "after", "child", ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    walks: BTreeMap<&'static str, Walk>,
 }
 
 pub struct Tour {
     steps: Vec<Step>,
     json: bool,
+    json_out: Option<String>,
 }
 
 impl Tour {
-    pub fn new(json: bool) -> Self {
+    pub fn new(json: bool, json_out: Option<String>) -> Self {
         Self {
             steps: Vec::new(),
             json,
+            json_out,
         }
     }
 
@@ -36,11 +45,41 @@ impl Tour {
         ok: bool,
         evidence: String,
     ) {
+        self.record(side, step, title, ok, evidence, &[], false);
+    }
+
+    /// A check of step `step` on the page-table walk, printed under the step it belongs to;
+    /// `walks` go into the JSON with it.
+    pub fn walk_step(
+        &mut self,
+        side: &'static str,
+        step: u32,
+        title: &'static str,
+        ok: bool,
+        evidence: String,
+        walks: &[(&'static str, Walk)],
+    ) {
+        self.record(side, step, title, ok, evidence, walks, true);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        side: &'static str,
+        step: u32,
+        title: &'static str,
+        ok: bool,
+        evidence: String,
+        walks: &[(&'static str, Walk)],
+        under: bool,
+    ) {
         if !self.json {
-            println!(
-                "  {step}. {title}\n       {evidence}{}",
-                if ok { "" } else { "   <-- MISMATCH" }
-            );
+            let mark = if ok { "" } else { "   <-- MISMATCH" };
+            if under {
+                println!("       the walk: {title}\n         {evidence}{mark}");
+            } else {
+                println!("  {step}. {title}\n       {evidence}{mark}");
+            }
         }
         self.steps.push(Step {
             side,
@@ -48,7 +87,15 @@ impl Tour {
             title,
             evidence,
             ok,
+            walks: walks.iter().copied().collect(),
         });
+    }
+
+    /// Adds `walks` to the step recorded last (for the JSON).
+    pub fn attach(&mut self, walks: &[(&'static str, Walk)]) {
+        if let Some(last) = self.steps.last_mut() {
+            last.walks.extend(walks.iter().copied());
+        }
     }
 
     /// Step 4, on either side: pagemap, read right before the store, had no entry for the page.
@@ -79,11 +126,12 @@ impl Tour {
     /// evidence held (`tour: all N checks passed` otherwise, in prose mode).
     pub fn finish(self, check: bool) -> Res {
         let failed: Vec<_> = self.steps.iter().filter(|s| !s.ok).collect();
+        let text = serde_json::to_string_pretty(&self.steps).map_err(|e| e.to_string())?;
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&self.steps).map_err(|e| e.to_string())?
-            );
+            println!("{text}");
+        }
+        if let Some(path) = &self.json_out {
+            std::fs::write(path, text + "\n").map_err(|e| format!("writing {path}: {e}"))?;
         }
         if check {
             if !failed.is_empty() {
