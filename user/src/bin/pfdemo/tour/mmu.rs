@@ -116,9 +116,9 @@ impl Touch {
             .collect();
         let sane = w.sane();
         t.walk_step(
-            side,
-            3,
+            (side, 3),
             "the MMU reads one table per level, indexed by the address's bits",
+            &[("before", *w)],
             sane.is_ok() && w.levels().first().is_some_and(|l| l.level == 0),
             format!(
                 "{:#x} = {}; it reads {}{}",
@@ -129,7 +129,6 @@ impl Touch {
                     .map(|e| format!(" (not sane: {e})"))
                     .unwrap_or_default()
             ),
-            &[("before", *w)],
         );
     }
 
@@ -149,15 +148,14 @@ impl Touch {
             _ => format!("no table below the {stop} yet: the fault allocates one too"),
         };
         t.walk_step(
-            side,
-            4,
+            (side, 4),
             "the walk stops at an empty entry: no translation",
+            &[("before", *w)],
             w.end() == End::Empty && grown,
             format!(
                 "{}: {how}; page-table pages the fault allocated: {new} (VmPTE {kb0} -> {kb1} kB)",
                 last_entry(w)
             ),
-            &[("before", *w)],
         );
     }
 
@@ -185,9 +183,9 @@ impl Touch {
             ""
         };
         t.walk_step(
-            side,
-            7,
+            (side, 7),
             who,
+            &[("after", *w)],
             w.end() == end && w.leaf_has(want) && pagemap.is_some() && w.frame_pfn() == pagemap,
             format!(
                 "{}: {size}frame {} (pagemap says {})",
@@ -195,7 +193,6 @@ impl Touch {
                 super::pfn_text(w.frame_pfn()),
                 super::pfn_text(pagemap)
             ),
-            &[("after", *w)],
         );
         if self.after.len() < 2 {
             return Ok(());
@@ -207,18 +204,11 @@ impl Touch {
             agree &= b.end() == End::Empty && a.end() == End::Leaf && a.frame_pfn() == pagemap;
             frames.push(super::pfn_text(a.frame_pfn()));
         }
-        t.walk_step(
-            side,
-            7,
-            "the same fault wrote the neighbours' entries (prefault)",
-            agree,
-            format!(
+        t.walk_step((side, 7), "the same fault wrote the neighbours' entries (prefault)", &[], agree, format!(
                 "the next {} pages: empty PTEs before the store, leaves after it, frames {} (pagemap's)",
                 frames.len(),
                 frames.join(" ")
-            ),
-            &[],
-        );
+            ));
         Ok(())
     }
 
@@ -239,12 +229,11 @@ impl Touch {
             String::new()
         };
         t.walk_step(
-            side,
-            8,
+            (side, 8),
             "after the store: the entry is accessed and dirty",
+            &[("after", *w)],
             used && clean,
             format!("{}{neighbours}", last_entry(w)),
-            &[("after", *w)],
         );
     }
 }

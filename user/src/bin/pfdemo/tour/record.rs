@@ -22,6 +22,28 @@ struct Step {
     walks: BTreeMap<&'static str, Walk>,
 }
 
+/// What a failed check's line ends with.
+fn mark(ok: bool) -> &'static str {
+    if ok {
+        ""
+    } else {
+        "   <-- MISMATCH"
+    }
+}
+
+impl Step {
+    fn new(side: &'static str, step: u32, title: &'static str, ok: bool, evidence: String) -> Self {
+        Self {
+            side,
+            step,
+            title,
+            evidence,
+            ok,
+            walks: BTreeMap::new(),
+        }
+    }
+}
+
 pub struct Tour {
     steps: Vec<Step>,
     json: bool,
@@ -45,50 +67,45 @@ impl Tour {
         ok: bool,
         evidence: String,
     ) {
-        self.record(side, step, title, ok, evidence, &[], false);
+        self.record(Step::new(side, step, title, ok, evidence), false);
     }
 
     /// A check of step `step` on the page-table walk, printed under the step it belongs to;
     /// `walks` go into the JSON with it.
     pub fn walk_step(
         &mut self,
-        side: &'static str,
-        step: u32,
+        (side, step): (&'static str, u32),
         title: &'static str,
+        walks: &[(&'static str, Walk)],
         ok: bool,
         evidence: String,
-        walks: &[(&'static str, Walk)],
     ) {
-        self.record(side, step, title, ok, evidence, walks, true);
+        let mut s = Step::new(side, step, title, ok, evidence);
+        s.walks = walks.iter().copied().collect();
+        self.record(s, true);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        side: &'static str,
-        step: u32,
-        title: &'static str,
-        ok: bool,
-        evidence: String,
-        walks: &[(&'static str, Walk)],
-        under: bool,
-    ) {
-        if !self.json {
-            let mark = if ok { "" } else { "   <-- MISMATCH" };
-            if under {
-                println!("       the walk: {title}\n         {evidence}{mark}");
-            } else {
-                println!("  {step}. {title}\n       {evidence}{mark}");
-            }
+    /// Prints `step` (unless JSON was asked for), under the step before it if `under`, and
+    /// keeps it.
+    fn record(&mut self, step: Step, under: bool) {
+        if !self.json && !under {
+            println!(
+                "  {}. {}\n       {}{}",
+                step.step,
+                step.title,
+                step.evidence,
+                mark(step.ok)
+            );
         }
-        self.steps.push(Step {
-            side,
-            step,
-            title,
-            evidence,
-            ok,
-            walks: walks.iter().copied().collect(),
-        });
+        if !self.json && under {
+            println!(
+                "       the walk: {}\n         {}{}",
+                step.title,
+                step.evidence,
+                mark(step.ok)
+            );
+        }
+        self.steps.push(step);
     }
 
     /// Adds `walks` to the step recorded last (for the JSON).
