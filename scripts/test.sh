@@ -43,6 +43,10 @@ fi
 check "rustfmt (module and user programs)" "$RPD_TOP/scripts/fmt.sh" --check
 check "make profile's report attributes samples to the right functions" "$RPD_TOP/scripts/in-root.sh" \
 	python3 "$RPD_SRC_IN/scripts/profile_report.py" --self-test
+# The README's walk picture is the drawing of the tour JSON committed with it, from a real run.
+check "docs/walk.svg is scripts/walk_svg.py's drawing of docs/walk-tour.json" "$RPD_TOP/scripts/in-root.sh" sh -c \
+	"python3 $RPD_SRC_IN/scripts/walk_svg.py $RPD_SRC_IN/docs/walk-tour.json /dev/stdout | cmp - $RPD_SRC_IN/docs/walk.svg &&
+	python3 $RPD_SRC_IN/scripts/walk_svg.py --check $RPD_SRC_IN/docs/walk-tour.json $RPD_SRC_IN/docs/walk.svg >/dev/null"
 # Clippy's findings are rustc-style diagnostics: "warning: ..." or "error[E0425]: ..." with a
 # "--> file.rs:LINE:COL" line after. Other lines starting with "warning:" (kbuild's notes,
 # such as a pahole version that differs from the kernel's) are not the linter's.
@@ -146,6 +150,15 @@ for f in $flavours; do
 	awk '/^RPD-TOUR-JSON-END/{on=0} on {print} /^RPD-TOUR-JSON-BEGIN/{on=1}' <<<"$clean" >"$RPD_LOGS/tour-$f.json"
 	check "[$f] tour --json: every step present and ok" "$RPD_TOP/scripts/in-root.sh" \
 		python3 "$RPD_SRC_IN/scripts/check_tour_json.py" <"$RPD_LOGS/tour-$f.json"
+	# The walk picture of this run (as make run draws it) must carry this run's numbers.
+	svg=$RPD_LOGS/walk-$f.svg
+	if "$RPD_TOP/scripts/in-root.sh" python3 "$RPD_SRC_IN/scripts/walk_svg.py" /dev/stdin /dev/stdout \
+		<"$RPD_LOGS/tour-$f.json" >"$svg"; then
+		check "[$f] the walk picture carries the tour's numbers ($svg)" "$RPD_TOP/scripts/in-root.sh" \
+			python3 "$RPD_SRC_IN/scripts/walk_svg.py" --check /dev/fd/3 /dev/stdin 3<"$RPD_LOGS/tour-$f.json" <"$svg" >/dev/null
+	else
+		fail "[$f] scripts/walk_svg.py could not draw the tour's walk (tour JSON: $RPD_LOGS/tour-$f.json)"
+	fi
 
 	# Kernel reports: any of these in the guest log is a failure. The console shows only
 	# errors while the tests run; a WARNING survives in the printk buffer, dumped at the end:

@@ -161,7 +161,8 @@ impl Device {
     }
 
     /// Like [`Device::map`], at an address aligned to `align` bytes (a power of two), as a
-    /// PMD-level (2 MiB) mapping needs.
+    /// PMD-level (2 MiB) mapping needs. The aligned blocks the mapping lies in hold no other
+    /// mapping when it is made, so it shares no page-table page with them (yet).
     pub fn map_aligned(
         &self,
         pages: usize,
@@ -170,10 +171,11 @@ impl Device {
         align: usize,
     ) -> io::Result<Mapping> {
         let len = pages * page_size();
-        // Reserve enough address space to find an aligned start in it, then map over it.
+        // Reserve enough address space to find an aligned start in it with a whole aligned
+        // block past the end (an aligned start is at most `align` in), then map over it.
         let hole = Mapping::new(
             None,
-            (len + align) / page_size(),
+            (len + 2 * align) / page_size(),
             0,
             libc::PROT_NONE,
             libc::MAP_PRIVATE,
@@ -362,6 +364,39 @@ impl Mapping {
         Ok(())
     }
 
+    /// Maps anew over this mapping's own range (`MAP_FIXED`), from page offset `pgoff` of
+    /// `fd` (`None`: anonymous memory): the kernel unmaps the old pages and frees their page
+    /// tables as `munmap` does, and the new mapping takes the same addresses, with no moment
+    /// in which another mapping could take them. For the tests that race walks against
+    /// unmapping.
+    pub fn remap_fixed(
+        &self,
+        fd: Option<RawFd>,
+        pgoff: usize,
+        prot: i32,
+        flags: i32,
+    ) -> io::Result<()> {
+        let (fd, flags) = match fd {
+            Some(fd) => (fd, flags),
+            None => (-1, flags | libc::MAP_ANONYMOUS),
+        };
+        let offset = (pgoff * page_size()) as u64;
+        // SAFETY: the range is exactly this mapping, which we own; it stays ours (the same
+        // length, unmapped on drop), and its accessors check nothing a remap could break
+        // (an access to a range mapped without permission faults, as any such access would).
+        unsafe {
+            mmap(
+                self.ptr as usize,
+                self.len,
+                prot,
+                flags | libc::MAP_FIXED,
+                fd,
+                offset,
+            )?
+        };
+        Ok(())
+    }
+
     /// Keeps the mapping for the rest of the program (never unmapped) and returns its start.
     pub fn leak(self) -> *mut u8 {
         let ptr = self.ptr;
@@ -398,7 +433,7 @@ impl Pagemap {
     }
 }
 
-/// `/proc/self/stat`, sampled into a caller's buffer: a sample allocates nothing, so two
+/// `/proc/self/stat` (or `status`), sampled into a caller's buffer: a sample allocates nothing, so two
 /// samples taken right around one access count the faults of that access alone.
 pub struct StatSampler {
     file: File,
@@ -409,6 +444,22 @@ impl StatSampler {
         Ok(Self {
             file: File::open("/proc/self/stat")?,
         })
+    }
+
+    /// `/proc/self/status` instead, for [`StatSampler::vm_pte_kb`]: the page-table pages a
+    /// fault allocates show there (`VmPTE`).
+    pub fn status() -> io::Result<Self> {
+        Ok(Self {
+            file: File::open("/proc/self/status")?,
+        })
+    }
+
+    /// The `VmPTE` line of a `/proc/self/status` sample: the process's page-table pages, in
+    /// kB (4 per table page).
+    pub fn vm_pte_kb(sample: &[u8]) -> io::Result<u64> {
+        let text = std::str::from_utf8(sample)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        parse::meminfo_kb(text, "VmPTE").map_err(invalid)
     }
 
     /// Reads the file into `buf` (which the caller has already written, so the kernel's copy

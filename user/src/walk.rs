@@ -248,7 +248,7 @@ impl fmt::Display for Walk {
             "level", "index", "addr bits", "entry", "points to"
         )?;
         for l in self.levels() {
-            let name = LEVEL_NAMES.get(l.level as usize).copied().unwrap_or("?");
+            let name = l.name();
             let bits = format!("{}..{}", l.shift, l.shift + 9);
             let to = if l.entry & bits::PRESENT != 0 {
                 format!("{:#x}", l.pfn)
@@ -277,6 +277,176 @@ impl fmt::Display for Walk {
             End::Unknown(n) => format!("unknown reason {n}"),
         };
         write!(f, "  ends: {how}")
+    }
+}
+
+/// One level of a walk as the tools print it in JSON: the raw numbers, and the level's name
+/// and the entry's bits spelled out, so a reader (`scripts/walk_svg.py`) needs no decoding.
+#[derive(Serialize)]
+struct LevelView {
+    name: &'static str,
+    level: u16,
+    index: u16,
+    shift: u32,
+    entry: u64,
+    table_pfn: u64,
+    pfn: u64,
+    bits: Vec<&'static str>,
+}
+
+/// A walk as the tools print it in JSON (`pfdemo walk --json`, the tour's `--json`).
+#[derive(Serialize)]
+struct WalkView {
+    address: u64,
+    paging_levels: u32,
+    end: End,
+    pfns_hidden: bool,
+    in_vma: bool,
+    our_vma: bool,
+    vma_start: u64,
+    vma_end: u64,
+    /// The frame of the address's 4 KiB page, when the walk ends at a leaf.
+    frame_pfn: Option<u64>,
+    levels: Vec<LevelView>,
+}
+
+impl Serialize for Walk {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        WalkView {
+            address: self.0.address,
+            paging_levels: self.0.paging_levels,
+            end: self.end(),
+            pfns_hidden: self.pfns_hidden(),
+            in_vma: self.in_vma(),
+            our_vma: self.in_our_vma(),
+            vma_start: self.0.vma_start,
+            vma_end: self.0.vma_end,
+            frame_pfn: self.frame_pfn(),
+            levels: self
+                .levels()
+                .iter()
+                .map(|l| LevelView {
+                    name: l.name(),
+                    level: l.level,
+                    index: l.index,
+                    shift: l.shift,
+                    entry: l.entry,
+                    table_pfn: l.table_pfn,
+                    pfn: l.pfn,
+                    bits: bit_names(l.entry, l.level),
+                })
+                .collect(),
+        }
+        .serialize(s)
+    }
+}
+
+impl WalkLevel {
+    /// The level's name: PGD, P4D, PUD, PMD or PTE.
+    pub fn name(&self) -> &'static str {
+        LEVEL_NAMES.get(self.level as usize).copied().unwrap_or("?")
+    }
+}
+
+/// The frame-number bits of an entry (12 to 51).
+pub const PFN_BITS: u64 = ((1 << 52) - 1) & !4095;
+
+impl Walk {
+    /// Checks that the reply is one the MMU could have walked, whatever raced with it: the
+    /// levels top down with the address's own indices, every entry above the last present
+    /// and pointing to the table read next, and the last entry consistent with the end. A
+    /// failure says what is wrong in one line.
+    pub fn sane(&self) -> Result<(), String> {
+        let r = &self.0;
+        let want = split_address(r.address as usize, r.paging_levels);
+        let levels = self.levels();
+        if !(r.paging_levels == 4 || r.paging_levels == 5) || levels.is_empty() {
+            return Err(format!(
+                "{:#x}: {} levels read of {}-level paging",
+                r.address, r.count, r.paging_levels
+            ));
+        }
+        if r.count as usize > want.len() {
+            return Err(format!(
+                "{:#x}: {} levels read, more than the tables have",
+                r.address, r.count
+            ));
+        }
+        for (i, (l, &(level, shift, index))) in levels.iter().zip(&want).enumerate() {
+            if (l.level, l.shift, l.index as usize) != (level, shift, index) {
+                return Err(format!(
+                    "{:#x}: read {} index {} (bits {}) as entry {i}, the address says {} index {index} (bits {shift})",
+                    r.address, l.name(), l.index, l.shift, LEVEL_NAMES[level as usize]
+                ));
+            }
+            let last = i + 1 == levels.len();
+            if !last && l.entry & bits::PRESENT == 0 {
+                return Err(format!(
+                    "{:#x}: the walk went on below a non-present {}",
+                    r.address,
+                    l.name()
+                ));
+            }
+            if !self.pfns_hidden() {
+                if l.table_pfn == 0 {
+                    return Err(format!(
+                        "{:#x}: {} read from table PFN 0",
+                        r.address,
+                        l.name()
+                    ));
+                }
+                if let Some(next) = levels.get(i + 1) {
+                    if next.table_pfn != l.pfn {
+                        return Err(format!(
+                            "{:#x}: {} points to {:#x} but the {} was read from {:#x}",
+                            r.address,
+                            l.name(),
+                            l.pfn,
+                            next.name(),
+                            next.table_pfn
+                        ));
+                    }
+                }
+            } else if l.table_pfn != 0 || l.pfn != 0 || l.entry & PFN_BITS != 0 {
+                return Err(format!(
+                    "{:#x}: PFNs hidden, yet {} shows one",
+                    r.address,
+                    l.name()
+                ));
+            }
+        }
+        let last = levels[levels.len() - 1];
+        let present = last.entry & bits::PRESENT != 0;
+        let huge = last.entry & bits::HUGE != 0;
+        let consistent = match self.end() {
+            // Only bits the MMU may set on its own (accessed, dirty): empty to the kernel.
+            End::Empty => last.entry & !(bits::ACCESSED | bits::DIRTY) == 0,
+            End::NotPresent => !present && last.entry != 0,
+            End::Leaf => present && last.level == 4,
+            End::HugePmd => present && huge && last.level == 3,
+            End::HugePud => present && huge && last.level == 2,
+            End::Unknown(_) => false,
+        };
+        if !consistent {
+            return Err(format!(
+                "{:#x}: ends {:?} at {} entry {:#x}",
+                r.address,
+                self.end(),
+                last.name(),
+                last.entry
+            ));
+        }
+        Ok(())
+    }
+
+    /// `PGD 254 | PUD 72 | PMD 162 | PTE 359 | offset 0x000`: the address's bit fields.
+    pub fn split_text(&self) -> String {
+        let mut s: Vec<String> = split_address(self.0.address as usize, self.0.paging_levels)
+            .iter()
+            .map(|&(level, _, index)| format!("{} {index}", LEVEL_NAMES[level as usize]))
+            .collect();
+        s.push(format!("offset {:#05x}", self.0.address & 4095));
+        s.join(" | ")
     }
 }
 

@@ -22,6 +22,7 @@ mod memcg;
 mod refusals;
 mod sharing;
 mod tools;
+mod walk;
 
 use expect::BAD_INPUTS;
 use pfdemo::harness::{self, base_params, Case, Tap};
@@ -37,6 +38,7 @@ const GROUPS: &[&[Case]] = &[
     files::CASES,
     huge::CASES,
     memcg::CASES,
+    walk::CASES,
     tools::CASES,
     loading::CASES,
 ];

@@ -3,7 +3,7 @@
 //!
 //! The first case unloads and reloads the module: the counters start again from zero.
 
-mod invoke;
+pub(crate) mod invoke;
 
 use crate::expect::*;
 use invoke::{output, parse_touch, pfdemo, Held};

@@ -1,15 +1,19 @@
 //! The tour's walk on anonymous memory, what malloc gets for large blocks: the same touches,
-//! handled by the kernel's own fault handler (steps 1, 4, 5 and 8 there).
+//! handled by the kernel's own fault handler (steps 1, 4, 5 and 8 there), with the same
+//! page-table walk around each store (steps 3, 4, 7, 8; `tour/mmu.rs`). The walk ioctl works
+//! for any address of the caller: the device is opened only to have a file to ask.
 
+use super::mmu::Samplers;
 use super::record::Tour;
-use super::{delta_of, minflt_around, pfn_text, Walked};
+use super::{delta_of, pfn_text, Walked};
 use crate::picture::picture;
-use pfdemo::sys::{self, Mapping, Pagemap, StatSampler};
+use pfdemo::sys::{self, Device, Mapping, Pagemap};
 use pfdemo::{io, Res};
 
 /// The anonymous side's steps on `pages` touches.
-pub fn walk(t: &mut Tour, pm: &mut Pagemap, sampler: &StatSampler, pages: usize) -> Res<Walked> {
+pub fn walk(t: &mut Tour, pm: &mut Pagemap, samplers: &Samplers, pages: usize) -> Res<Walked> {
     t.say("\nThe same walk on anonymous memory (what malloc gets): the kernel's own handler.\n");
+    let dev = io("open device (for its walk ioctl)", Device::open())?;
     let anon = io(
         "mmap anonymous",
         Mapping::new(
@@ -39,17 +43,20 @@ pub fn walk(t: &mut Tour, pm: &mut Pagemap, sampler: &StatSampler, pages: usize)
         let value = 0xa0_0000 + i as u64;
         let s0 = io("stats", sys::read_stats())?;
         let entry0 = io("pagemap", pm.entry(anon.addr(i)))?;
-        let (minflt0, minflt1) = minflt_around(sampler, || anon.write(i, 0, value))?;
+        let touch = samplers.touch(dev.fd(), anon.addr(i), 1, || anon.write(i, 0, value))?;
+        let (minflt0, minflt1) = touch.minflt;
         let s1 = io("stats", sys::read_stats())?;
         let entry = io("pagemap", pm.entry(anon.addr(i)))?;
-        let ours = delta_of(&s1, &s0, "faults")?;
+        let ours = delta_of(&s1, &s0, "faults")? + delta_of(&s1, &s0, "huge_faults")?;
         minflt += minflt1 - minflt0;
         handled += ours;
         t.say(&format!(
             "\n  touching page {i} (va {:#x}): *va = {value:#x}",
             anon.addr(i)
         ));
+        touch.show_indices(t, "anon");
         t.no_entry_before("anon", &entry0);
+        touch.show_stop(t, "anon");
         t.step(
             "anon",
             5,
@@ -57,6 +64,7 @@ pub fn walk(t: &mut Tour, pm: &mut Pagemap, sampler: &StatSampler, pages: usize)
             minflt1 - minflt0 == 1 && ours == 0,
             format!("minor faults {minflt0} -> {minflt1}; our module's counter +{ours}"),
         );
+        touch.show_entry(t, "anon", "the entry the kernel's handler wrote", pm, false)?;
         t.step(
             "anon",
             8,
@@ -68,10 +76,11 @@ pub fn walk(t: &mut Tour, pm: &mut Pagemap, sampler: &StatSampler, pages: usize)
                 picture(pm, &anon, Some(i))?
             ),
         );
+        touch.show_used(t, "anon");
     }
     Ok(Walked {
-        _dev: None,
-        _map: anon,
+        dev,
+        map: anon,
         minflt,
         handled,
     })

@@ -1,9 +1,13 @@
 //! The tour's recorder: every step with the evidence checked for it, printed as prose as it
-//! happens or, with `--json`, all at the end; with `--check`, the verdict over all of them.
+//! happens or, with `--json`, all at the end (and with `--json-out FILE` into a file, next to
+//! the prose); with `--check`, the verdict over all of them. A step that shows the page-table
+//! walk carries the walks it read, for the JSON (what `scripts/walk_svg.py` draws).
 
 use pfdemo::parse::PagemapEntry;
+use pfdemo::walk::Walk;
 use pfdemo::Res;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// One step of the tour with the evidence that was checked for it.
 #[derive(Serialize)]
@@ -13,18 +17,45 @@ struct Step {
     title: &'static str,
     evidence: String,
     ok: bool,
+    /// The walks the step shows, by what they are ("before", "after", "child", ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    walks: BTreeMap<&'static str, Walk>,
+}
+
+/// What a failed check's line ends with.
+fn mark(ok: bool) -> &'static str {
+    if ok {
+        ""
+    } else {
+        "   <-- MISMATCH"
+    }
+}
+
+impl Step {
+    fn new(side: &'static str, step: u32, title: &'static str, ok: bool, evidence: String) -> Self {
+        Self {
+            side,
+            step,
+            title,
+            evidence,
+            ok,
+            walks: BTreeMap::new(),
+        }
+    }
 }
 
 pub struct Tour {
     steps: Vec<Step>,
     json: bool,
+    json_out: Option<String>,
 }
 
 impl Tour {
-    pub fn new(json: bool) -> Self {
+    pub fn new(json: bool, json_out: Option<String>) -> Self {
         Self {
             steps: Vec::new(),
             json,
+            json_out,
         }
     }
 
@@ -36,19 +67,52 @@ impl Tour {
         ok: bool,
         evidence: String,
     ) {
-        if !self.json {
+        self.record(Step::new(side, step, title, ok, evidence), false);
+    }
+
+    /// A check of step `step` on the page-table walk, printed under the step it belongs to;
+    /// `walks` go into the JSON with it.
+    pub fn walk_step(
+        &mut self,
+        (side, step): (&'static str, u32),
+        title: &'static str,
+        walks: &[(&'static str, Walk)],
+        ok: bool,
+        evidence: String,
+    ) {
+        let mut s = Step::new(side, step, title, ok, evidence);
+        s.walks = walks.iter().copied().collect();
+        self.record(s, true);
+    }
+
+    /// Prints `step` (unless JSON was asked for), under the step before it if `under`, and
+    /// keeps it.
+    fn record(&mut self, step: Step, under: bool) {
+        if !self.json && !under {
             println!(
-                "  {step}. {title}\n       {evidence}{}",
-                if ok { "" } else { "   <-- MISMATCH" }
+                "  {}. {}\n       {}{}",
+                step.step,
+                step.title,
+                step.evidence,
+                mark(step.ok)
             );
         }
-        self.steps.push(Step {
-            side,
-            step,
-            title,
-            evidence,
-            ok,
-        });
+        if !self.json && under {
+            println!(
+                "       the walk: {}\n         {}{}",
+                step.title,
+                step.evidence,
+                mark(step.ok)
+            );
+        }
+        self.steps.push(step);
+    }
+
+    /// Adds `walks` to the step recorded last (for the JSON).
+    pub fn attach(&mut self, walks: &[(&'static str, Walk)]) {
+        if let Some(last) = self.steps.last_mut() {
+            last.walks.extend(walks.iter().copied());
+        }
     }
 
     /// Step 4, on either side: pagemap, read right before the store, had no entry for the page.
@@ -79,11 +143,12 @@ impl Tour {
     /// evidence held (`tour: all N checks passed` otherwise, in prose mode).
     pub fn finish(self, check: bool) -> Res {
         let failed: Vec<_> = self.steps.iter().filter(|s| !s.ok).collect();
+        let text = serde_json::to_string_pretty(&self.steps).map_err(|e| e.to_string())?;
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&self.steps).map_err(|e| e.to_string())?
-            );
+            println!("{text}");
+        }
+        if let Some(path) = &self.json_out {
+            std::fs::write(path, text + "\n").map_err(|e| format!("writing {path}: {e}"))?;
         }
         if check {
             if !failed.is_empty() {
