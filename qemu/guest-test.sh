@@ -3,9 +3,12 @@
 # show even if the guest dies), keeping the tests' own lines whole; the full kernel log,
 # with the KUnit KTAP output of every module load and any report (BUG, WARNING, KASAN,
 # lockdep, kmemleak), is printed at the end between RPD-DMESG markers for the host to parse.
-# The end-to-end tests run three times: with the default parameters, with prefault=16 (each
-# fault maps 16 pages) and with huge=1 (2 MiB frames); they derive their expected counts
-# from the settings the module prints in its stats file.
+# The end-to-end tests run five times: with the default parameters, with prefault=16 (each
+# fault maps 16 pages), with huge=1 (2 MiB frames), and with the fault path's switches
+# flipped (issue 16): map_pages=0 (faults retried under the mmap lock), insert_pages=1
+# (vm_insert_pages for one page) and latency=0 (no clock) on the 4 KiB path, and
+# map_pages=0 with latency=7 (every 7th call timed) on the 2 MiB path; they derive their
+# expected counts from the settings the module prints in its stats file.
 set -u
 # Each step says when it starts (seconds since boot), so a slow step shows in the log.
 step() { echo "RPD-STEP: $* (at $(cut -d' ' -f1 /proc/uptime) s)"; }
@@ -22,7 +25,7 @@ cat /tmp/tour.out
 echo "RPD-TOUR-JSON-BEGIN"
 pfdemo tour --check --json || rc=1
 echo "RPD-TOUR-JSON-END"
-for params in "prefault=16" "huge=1"; do
+for params in "prefault=16" "huge=1" "map_pages=0 insert_pages=1 latency=0" "huge=1 map_pages=0 latency=7"; do
 	step "end-to-end tests with $params"
 	rmmod rust_pagefault_demo && insmod $module $params || { echo "RPD-FAIL: reload"; rc=1; }
 	RPD_PARAMS="$params" pfdemo-e2e || rc=1

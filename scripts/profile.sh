@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # profile.sh [MODE...]: where the fault paths spend their time (make profile). Boots the
 # profile kernel (the default one plus the kernel's sampling profiler at 1000 Hz) with
-# profile=2, runs each benchmark MODE (default: anon device device-batch device-huge) under a
+# profile=2, runs each benchmark MODE (default: the list below) under a
 # fresh profile, and prints the kernel functions that took the most samples, per mode, also
-# kept in bench/profile.txt. Idle time is left out.
+# kept in bench/profile.txt. Idle time is left out. MODE:PARAMS adds module parameters to a
+# device mode (device:map_pages=0): the default list has the ablation's switches too.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 export FLAVOUR=profile
-modes=${*:-anon device device-batch device-huge}
+modes=${*:-anon device device-batch device-huge device:map_pages=0 device:latency=0 device:insert_pages=1}
 "$RPD_TOP/scripts/kernel.sh" profile
 "$RPD_TOP/scripts/module.sh" modules
 "$RPD_TOP/scripts/user.sh"

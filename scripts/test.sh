@@ -47,6 +47,8 @@ check "make profile's report attributes samples to the right functions" "$RPD_TO
 check "docs/walk.svg is scripts/walk_svg.py's drawing of docs/walk-tour.json" "$RPD_TOP/scripts/in-root.sh" sh -c \
 	"python3 $RPD_SRC_IN/scripts/walk_svg.py $RPD_SRC_IN/docs/walk-tour.json /dev/stdout | cmp - $RPD_SRC_IN/docs/walk.svg &&
 	python3 $RPD_SRC_IN/scripts/walk_svg.py --check $RPD_SRC_IN/docs/walk-tour.json $RPD_SRC_IN/docs/walk.svg >/dev/null"
+check "make bench's plots and tables (bench/, BENCHMARKS.md) carry the numbers of bench/results.json" \
+	"$RPD_TOP/scripts/in-root.sh" python3 "$RPD_SRC_IN/scripts/plot_bench.py" --self-test "$RPD_SRC_IN"
 # Clippy's findings are rustc-style diagnostics: "warning: ..." or "error[E0425]: ..." with a
 # "--> file.rs:LINE:COL" line after. Other lines starting with "warning:" (kbuild's notes,
 # such as a pahole version that differs from the kernel's) are not the linter's.
@@ -144,9 +146,9 @@ for f in $flavours; do
 	[ "$e_ok" -gt 0 ] || fail "[$f] in-VM tests: no results"
 	pass "[$f] in-VM tests" "$e_ok"
 	[ "$e_bad" -eq 0 ] || fail "[$f] in-VM test failures: $(grep -E '^not ok [0-9]+ - ' <<<"$clean" | tr '\n' ';')" "$e_bad"
-	# The tour runs with each parameter set: default, prefault=16, huge=1.
+	# The tour runs with each parameter set of qemu/guest-test.sh (default and four more).
 	tours=$(grep -cE '^tour: all [0-9]+ checks passed' <<<"$clean" || true)
-	if [ "$tours" -eq 3 ]; then pass "[$f] tour, with each parameter set"; else fail "[$f] tour checks ($tours of 3 passed)"; fi
+	if [ "$tours" -eq 5 ]; then pass "[$f] tour, with each parameter set"; else fail "[$f] tour checks ($tours of 5 passed)"; fi
 	awk '/^RPD-TOUR-JSON-END/{on=0} on {print} /^RPD-TOUR-JSON-BEGIN/{on=1}' <<<"$clean" >"$RPD_LOGS/tour-$f.json"
 	check "[$f] tour --json: every step present and ok" "$RPD_TOP/scripts/in-root.sh" \
 		python3 "$RPD_SRC_IN/scripts/check_tour_json.py" <"$RPD_LOGS/tour-$f.json"

@@ -148,6 +148,11 @@ impl Exit {
 pub struct Child(libc::pid_t);
 
 impl Child {
+    /// The child's process id (to read its `/proc/<pid>` files while it runs).
+    pub fn pid(&self) -> libc::pid_t {
+        self.0
+    }
+
     /// Waits for the child to end.
     pub fn wait(self) -> io::Result<Exit> {
         let mut status = 0;

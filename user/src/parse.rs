@@ -215,8 +215,8 @@ pub fn parse_maps_range(line: &str) -> Result<(u64, u64, u64), ParseError> {
     Ok((start, end, hex(offset)?))
 }
 
-/// The minor and major fault counters of `/proc/<pid>/stat` (fields 10 and 12).
-pub fn parse_stat_faults(text: &str) -> Result<(u64, u64), ParseError> {
+/// The numeric fields `ns` (numbered as in proc(5)) of a `/proc/<pid>/stat` line.
+fn stat_fields<const K: usize>(text: &str, ns: [usize; K]) -> Result<[u64; K], ParseError> {
     // The command name (field 2) is in parentheses and may contain spaces and ')'.
     let rest = text
         .rsplit_once(')')
@@ -224,13 +224,27 @@ pub fn parse_stat_faults(text: &str) -> Result<(u64, u64), ParseError> {
         .ok_or_else(|| bad("stat", text))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state): field N is fields[N - 3].
-    let get = |n: usize| {
-        fields
+    let mut out = [0; K];
+    for (o, n) in out.iter_mut().zip(ns) {
+        *o = fields
             .get(n - 3)
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("stat", text))
-    };
-    Ok((get(10)?, get(12)?))
+            .ok_or_else(|| bad("stat", text))?;
+    }
+    Ok(out)
+}
+
+/// The minor and major fault counters of `/proc/<pid>/stat` (fields 10 and 12).
+pub fn parse_stat_faults(text: &str) -> Result<(u64, u64), ParseError> {
+    let [minor, major] = stat_fields(text, [10, 12])?;
+    Ok((minor, major))
+}
+
+/// The minor faults and the user and system CPU time, in clock ticks, of `/proc/<pid>/stat`
+/// (fields 10, 14 and 15).
+pub fn parse_stat_usage(text: &str) -> Result<(u64, u64, u64), ParseError> {
+    let [minor, utime, stime] = stat_fields(text, [10, 14, 15])?;
+    Ok((minor, utime, stime))
 }
 
 /// `/proc/slabinfo`: bytes of objects in use (`active_objs * objsize`) per cache. Objects, not
@@ -531,6 +545,8 @@ mod tests {
         assert_eq!(parse_stat_faults(text).unwrap(), (77, 3));
         assert!(parse_stat_faults("garbage").is_err());
         assert!(parse_stat_faults("1 (x) S 1").is_err());
+        // Fields 14 and 15: utime and stime.
+        assert_eq!(parse_stat_usage(text).unwrap(), (77, 1, 2));
     }
 
     #[test]

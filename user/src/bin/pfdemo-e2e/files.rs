@@ -12,8 +12,8 @@ pub const CASES: &[Case] = &[
         stats_lists_every_contract_counter,
     ),
     (
-        "latency histogram counts every fault",
-        latency_histogram_counts_every_fault,
+        "latency histogram counts the faults the latency switch times",
+        latency_histogram_counts_the_timed_faults,
     ),
     (
         "no kernel pointer in debugfs, fdinfo or the module's log",
@@ -52,28 +52,65 @@ fn stats_lists_every_contract_counter() -> Check {
         "max_total_pages",
         "prefault",
         "huge",
+        "map_pages",
+        "latency",
+        "insert_pages",
     ]);
     let missing = s.missing(&names);
     ensure!(missing.is_empty(), "stats lacks {missing:?}");
     Ok(())
 }
 
-fn latency_histogram_counts_every_fault() -> Check {
+/// The histogram holds the handler calls that `latency` (in stats) times: all of them with
+/// 1, none with 0 (a fault taken now must not move it), and every Nth call of each CPU's
+/// shard with N: ceil(calls / N) up to calls / N + one per shard (each shard times its
+/// first call).
+fn latency_histogram_counts_the_timed_faults() -> Check {
+    let histogram = || -> Result<u64, String> {
+        Ok(io("latency", sys::read_latency())?
+            .iter()
+            .map(|(_, c)| c)
+            .sum())
+    };
     let before = stats()?;
-    let total: u64 = io("latency", sys::read_latency())?
-        .iter()
-        .map(|(_, c)| c)
-        .sum();
+    let total = histogram()?;
     let after = stats()?;
-    // Every call of the handler, 4 KiB (`faults`) and PMD-level (`huge_faults`), is timed.
+    // Every call of the handler, 4 KiB (`faults`) and PMD-level (`huge_faults`).
     let calls =
         |s: &Stats| -> Result<u64, String> { Ok(stat(s, "faults")? + stat(s, "huge_faults")?) };
     let (calls0, calls1) = (calls(&before)?, calls(&after)?);
     ensure!(
-        calls0 == calls1 && total == calls1,
-        "histogram holds {total} faults, stats says faults + huge_faults = {calls1} ({calls0} before)"
+        calls0 == calls1,
+        "faults moved while reading ({calls0} -> {calls1})"
     );
-    ensure!(total > 0, "no fault was counted at all");
+    ensure!(calls1 > 0, "no fault was counted at all");
+    const SHARDS: u64 = 8;
+    match stat(&after, "latency")? {
+        0 => {
+            ensure!(
+                total == 0,
+                "latency=0, yet the histogram holds {total} faults"
+            );
+            let dev = io("open", Device::open())?;
+            let map = io("mmap", dev.map(1, 0, true))?;
+            map.write(0, 0, 1);
+            let (moved, now) = (histogram()?, calls(&stats()?)?);
+            ensure!(
+                now > calls1 && moved == 0,
+                "latency=0: a fault (faults {calls1} -> {now}) put {moved} in the histogram"
+            );
+        }
+        1 => ensure!(
+            total == calls1,
+            "histogram holds {total} faults, stats says faults + huge_faults = {calls1}"
+        ),
+        n => ensure!(
+            total >= calls1.div_ceil(n) && total <= calls1 / n + SHARDS,
+            "latency={n}: histogram holds {total} of {calls1} calls, expected {} to {}",
+            calls1.div_ceil(n),
+            calls1 / n + SHARDS
+        ),
+    }
     Ok(())
 }
 

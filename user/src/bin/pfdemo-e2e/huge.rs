@@ -77,7 +77,13 @@ fn aligned_mapping_uses_pmd_when_huge() -> Check {
         map.read(3, 0) == 0x4242,
         "private write reached the instance frame"
     );
-    let fallbacks = if huge { 1 } else { 0 };
+    // With map_pages=0 the 4 KiB fault after the fallback is retried under the mmap lock,
+    // and the retry asks for a PMD again: a second fallback.
+    let fallbacks = match (huge, stat(&before, "map_pages")?) {
+        (false, _) => 0,
+        (true, 0) => 2,
+        (true, _) => 1,
+    };
     deltas(
         &before,
         &[("huge_fallbacks", fallbacks), ("frames_allocated", 0)],

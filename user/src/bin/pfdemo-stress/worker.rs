@@ -3,27 +3,11 @@
 //! worker's model of what its instances hold.
 
 use pfdemo::harness;
+use pfdemo::rng::Rng;
 use pfdemo::sys::{self, page_size, Device, Mapping};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-
-/// A small, fast, seedable generator (SplitMix64): the same seed, the same sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// Counts of what the workers did, shared through a MAP_SHARED anonymous page so forked
 /// processes add to the same numbers.

@@ -46,7 +46,7 @@ enum Command {
     /// The MMU's view: walk the page tables of an address, level by level.
     Walk(walk::Args),
     /// Benchmark the fault paths (device, anonymous memory, memset floor).
-    Bench(bench::Args),
+    Bench(Box<bench::Args>),
 }
 
 fn main() -> ExitCode {
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         Command::Frames(args) => frames::run(&args),
         Command::Stats => stats::run(),
         Command::Verify(args) => verify::run(&args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => bench::run(*args),
         Command::Walk(args) => walk::run(&args),
     };
     match result {

@@ -1,6 +1,7 @@
 //! How `pfdemo bench` measures: each mode's buffer touched page by page from `threads`
 //! threads started together, timed from the common start to the last one's end, with the page
-//! faults taken meanwhile; and the module's metadata per frame.
+//! faults and the CPU time (user and system, all threads) taken meanwhile; and the module's
+//! metadata per frame.
 
 use super::profile::KernelProfile;
 use super::{reload, Mode, TWO_MIB};
@@ -24,32 +25,73 @@ pub fn clock_resolution_ns() -> f64 {
 }
 
 /// Touches one byte in every page of `[from, to)` of `map`.
-fn touch(map: &Mapping, from: usize, to: usize) {
+pub fn touch(map: &Mapping, from: usize, to: usize) {
     for page in from..to {
         map.write(page, 0, 1);
     }
 }
 
-/// The page faults this process has taken so far, all threads together, as the kernel counts
-/// them: one per fault handled to completion (a fault retried under the mmap lock counts
-/// once), major and minor.
-fn faults_taken() -> u64 {
-    // SAFETY: an all-zero `rusage` is a valid value for `getrusage` to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a valid, writable `rusage`.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    (usage.ru_minflt + usage.ru_majflt) as u64
+/// What this process has used so far, all threads together (live and exited), as the kernel
+/// counts it.
+#[derive(Clone, Copy)]
+pub struct Usage {
+    /// Page faults: one per fault handled to completion (a fault retried under the mmap lock
+    /// counts once), major and minor.
+    pub faults: u64,
+    pub user_ns: u64,
+    pub sys_ns: u64,
 }
 
-/// What one measurement took: wall time and the page faults taken meanwhile.
+/// [`usage`] of the whole process (`RUSAGE_SELF`) or of the calling thread (`RUSAGE_THREAD`).
+fn rusage(who: i32) -> Usage {
+    // SAFETY: an all-zero `rusage` is a valid value for `getrusage` to overwrite.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable `rusage`.
+    unsafe { libc::getrusage(who, &mut u) };
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    Usage {
+        faults: (u.ru_minflt + u.ru_majflt) as u64,
+        user_ns: ns(u.ru_utime),
+        sys_ns: ns(u.ru_stime),
+    }
+}
+
+pub fn usage() -> Usage {
+    rusage(libc::RUSAGE_SELF)
+}
+
+impl Usage {
+    /// What was used between `before` and `self`.
+    pub fn since(self, before: Usage) -> Usage {
+        Usage {
+            faults: self.faults - before.faults,
+            user_ns: self.user_ns - before.user_ns,
+            sys_ns: self.sys_ns - before.sys_ns,
+        }
+    }
+}
+
+/// One measurement, per page: wall time, page faults, and CPU time in the program (user) and
+/// in the kernel on its behalf (system), summed over its threads. The kernel splits CPU time
+/// between user and system by where its ticks (every 4 ms here) fell, so the split of one short
+/// measurement is coarse; their sum is exact, and the median over repetitions is fair.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Sample {
+    pub ns: f64,
+    pub faults: f64,
+    pub sys_ns: f64,
+    pub user_ns: f64,
+}
+
+/// What one measurement took: wall time and what the process used meanwhile.
 struct Timing {
     ns: f64,
-    faults: u64,
+    used: Usage,
 }
 
 /// Runs `threads` threads, thread `t` calling `work(t)`, and returns the wall time from
-/// their common start to the last one's end, in ns, and the faults taken meanwhile; with
-/// `profile`, the kernel's samples of that time are added to it.
+/// their common start to the last one's end, in ns, and the faults and CPU time taken
+/// meanwhile; with `profile`, the kernel's samples of that time are added to it.
 fn timed<F: Fn(usize) + Sync>(
     threads: usize,
     profile: Option<&mut KernelProfile>,
@@ -61,35 +103,56 @@ fn timed<F: Fn(usize) + Sync>(
         None
     };
     let barrier = std::sync::Barrier::new(threads + 1);
-    let faults = faults_taken();
-    let start = std::thread::scope(|s| {
-        for t in 0..threads {
-            let (work, barrier) = (&work, &barrier);
-            s.spawn(move || {
-                barrier.wait();
-                work(t);
-            });
-        }
+    let used = usage();
+    let (start, per_thread) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (work, barrier) = (&work, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    work(t);
+                    // The thread's whole life: the work and its own start.
+                    rusage(libc::RUSAGE_THREAD)
+                })
+            })
+            .collect();
         barrier.wait();
-        Instant::now()
+        let start = Instant::now();
+        let per_thread: Vec<Usage> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+        (start, per_thread)
     });
     let ns = start.elapsed().as_nanos() as f64;
-    // Thread start and exit take a few faults of their own (stacks): at most a handful
-    // against the thousands of pages measured.
-    let faults = faults_taken() - faults;
+    // Faults: the process's count, which the kernel keeps exact. Thread start and exit take
+    // a few faults of their own (stacks): at most a handful against the thousands of pages
+    // measured. CPU time: the measuring threads' own, summed; the process's would carry the
+    // module reload just before (insmod runs the module's init in this process), which the
+    // kernel's split of a process's time between user and system can shift into the window.
+    let faults = usage().since(used).faults;
+    let used = per_thread.iter().fold(
+        Usage {
+            faults,
+            user_ns: 0,
+            sys_ns: 0,
+        },
+        |sum, u| Usage {
+            faults: sum.faults,
+            user_ns: sum.user_ns + u.user_ns,
+            sys_ns: sum.sys_ns + u.sys_ns,
+        },
+    );
     if let (Some(profile), Some(before)) = (profile, before) {
         profile.add_since(&before)?;
     }
-    Ok(Timing { ns, faults })
+    Ok(Timing { ns, used })
 }
 
-/// One measurement of `mode`: ns per page and faults per page.
+/// One measurement of `mode`, per page.
 pub fn measure(
     mode: Mode,
     pages: usize,
     threads: usize,
     profile: Option<&mut KernelProfile>,
-) -> Res<(f64, f64)> {
+) -> Res<Sample> {
     let per = pages / threads;
     let rw = libc::PROT_READ | libc::PROT_WRITE;
     let timing = match mode {
@@ -152,7 +215,12 @@ pub fn measure(
         }
     }?;
     let pages = (per * threads) as f64;
-    Ok((timing.ns / pages, timing.faults as f64 / pages))
+    Ok(Sample {
+        ns: timing.ns / pages,
+        faults: timing.used.faults as f64 / pages,
+        sys_ns: timing.used.sys_ns as f64 / pages,
+        user_ns: timing.used.user_ns as f64 / pages,
+    })
 }
 
 /// Bytes of slab objects in use, all caches together (see [`parse::parse_slabinfo`]).
