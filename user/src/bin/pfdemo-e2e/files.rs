@@ -12,8 +12,16 @@ pub const CASES: &[Case] = &[
         stats_lists_every_contract_counter,
     ),
     (
-        "latency histogram counts every fault",
+        "stats: instances_opened, prefaulted, metadata_bytes move as the contract says",
+        stats_counters_move_as_promised,
+    ),
+    (
+        "latency histogram counts every fault the kernel counted",
         latency_histogram_counts_every_fault,
+    ),
+    (
+        "frames: a 100k-row read does not hold up open and close",
+        long_frames_read_does_not_block_open,
     ),
     (
         "no kernel pointer in debugfs, fdinfo or the module's log",
@@ -48,6 +56,11 @@ fn stats_lists_every_contract_counter() -> Check {
     let mut names = Stats::REQUIRED.to_vec();
     names.extend([
         "huge_faults",
+        "huge_fallbacks",
+        "no_huge_frame",
+        "instances_opened",
+        "prefaulted",
+        "metadata_bytes",
         "mmap_refused",
         "max_total_pages",
         "prefault",
@@ -58,22 +71,181 @@ fn stats_lists_every_contract_counter() -> Check {
     Ok(())
 }
 
-fn latency_histogram_counts_every_fault() -> Check {
+/// An open counts in `instances` and `instances_opened`, and its directory and instance in
+/// `metadata_bytes` (what fdinfo says of it); a first touch maps `prefault - 1` pages besides
+/// its own (`prefaulted`), nothing with `huge`; no `no_huge_frame` without a shortage; the
+/// close gives it all back but `instances_opened`.
+fn stats_counters_move_as_promised() -> Check {
+    let k = prefault()? as i64;
+    let huge = unit()? == 512;
     let before = stats()?;
-    let total: u64 = io("latency", sys::read_latency())?
-        .iter()
-        .map(|(_, c)| c)
-        .sum();
-    let after = stats()?;
-    // Every call of the handler, 4 KiB (`faults`) and PMD-level (`huge_faults`), is timed.
-    let calls =
-        |s: &Stats| -> Result<u64, String> { Ok(stat(s, "faults")? + stat(s, "huge_faults")?) };
-    let (calls0, calls1) = (calls(&before)?, calls(&after)?);
+    let dev = io("open", Device::open())?;
+    let meta = io("fdinfo", dev.fdinfo())?
+        .metadata_bytes
+        .ok_or("fdinfo has no metadata_bytes line")?;
+    deltas(
+        &before,
+        &[
+            ("instances", 1),
+            ("instances_opened", 1),
+            ("metadata_bytes", meta as i64),
+        ],
+    )
+    .map_err(|e| format!("after open: {e}"))?;
+    let map = io("mmap", dev.map(64, 0, true))?;
+    map.write(0, 0, 1);
+    // The first touch of a page needs a leaf of the frame table: 4 KiB more metadata.
+    let meta_touched = io("fdinfo", dev.fdinfo())?.metadata_bytes.unwrap_or(0);
+    deltas(
+        &before,
+        &[
+            ("prefaulted", if huge { 0 } else { k - 1 }),
+            ("no_huge_frame", 0),
+            ("metadata_bytes", meta_touched as i64),
+        ],
+    )
+    .map_err(|e| format!("after the first touch: {e}"))?;
     ensure!(
-        calls0 == calls1 && total == calls1,
-        "histogram holds {total} faults, stats says faults + huge_faults = {calls1} ({calls0} before)"
+        meta_touched == meta + 4096,
+        "metadata_bytes {meta} -> {meta_touched} at the first touch, expected one 4 KiB leaf"
     );
-    ensure!(total > 0, "no fault was counted at all");
+    drop((map, dev));
+    deltas(
+        &before,
+        &[
+            ("instances", 0),
+            ("instances_opened", 1),
+            ("metadata_bytes", 0),
+            ("frames_live", 0),
+        ],
+    )
+    .map_err(|e| format!("after close: {e}"))
+}
+
+/// The histogram counts every call of the handlers, judged by the kernel's own count of the
+/// faults: around each first touch, `/proc/self/stat` must count one minor fault, and the
+/// histogram must grow by the calls that fault makes: one 4 KiB call, and with `huge` also
+/// each PMD- (and PUD-) level call, which falls back here since the mapping's file offset
+/// is not a multiple of 2 MiB. Each touch is in a 2 MiB range of its own, so each makes a
+/// PMD-level call.
+fn latency_histogram_counts_every_fault() -> Check {
+    const TOUCHES: usize = 8;
+    let dev = io("open", Device::open())?;
+    let map = io(
+        "mmap at pgoff 3",
+        dev.map_aligned(TOUCHES * 512, 3, true, 2 << 20),
+    )?;
+    let sampler = io("open /proc/self/stat", sys::StatSampler::open())?;
+    let (before, total0) = (stats()?, latency_total()?);
+    let mut calls = 0;
+    for i in 0..TOUCHES {
+        let page = i * 512;
+        calls += 1 + huge_calls_at(&dev, map.addr(page))?;
+        let minor = minor_faults_of(&sampler, || map.write(page, 0, 1))?;
+        ensure!(
+            minor == 1,
+            "the kernel counted {minor} minor faults for the first touch of page {page}"
+        );
+    }
+    let total = latency_total()? - total0;
+    ensure!(
+        total == calls as u64,
+        "the histogram grew by {total} for {TOUCHES} faults the kernel counted, \
+         which made {calls} handler calls"
+    );
+    let huge_calls = calls - TOUCHES as i64;
+    deltas(
+        &before,
+        &[
+            ("faults", TOUCHES as i64),
+            ("huge_faults", huge_calls),
+            ("huge_fallbacks", huge_calls),
+        ],
+    )
+}
+
+/// A read of `frames` with over 100k rows (two instances of 50176 pages, or 98 frames of
+/// 2 MiB each) while a child opens and closes the device, once a millisecond: the child may
+/// spend at most a quarter of the reads' time inside open and close. If the render held the
+/// list of instances locked, the child would be blocked for most of it; a sum is used, not
+/// the slowest call, since under TCG on a busy host any call may stall for a while. The
+/// child runs until the reads are over, and is bounded.
+fn long_frames_read_does_not_block_open() -> Check {
+    use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+    use std::time::{Duration, Instant};
+    const PAGES: usize = 98 * 512;
+    let (a, b) = (io("open a", Device::open())?, io("open b", Device::open())?);
+    let maps = [
+        io("mmap a", a.map(PAGES, 0, true))?,
+        io("mmap b", b.map(PAGES, 0, true))?,
+    ];
+    for map in &maps {
+        io("MADV_POPULATE_WRITE", map.madvise(sys::MADV_POPULATE_WRITE))?;
+    }
+    // Words: 0 stop, 1 reading, 2 opens during the reads, 3 their ns in all, 4 the slowest
+    // one's ns, 5 failures.
+    let shared = SharedWords::new(6)?;
+    let opener = || {
+        while shared.word(0).load(SeqCst) == 0 {
+            let during = shared.word(1).load(SeqCst) == 1;
+            let t = Instant::now();
+            match Device::open() {
+                Ok(dev) => drop(dev),
+                Err(_) => {
+                    shared.word(5).fetch_add(1, Relaxed);
+                }
+            }
+            let ns = t.elapsed().as_nanos() as u64;
+            if during && shared.word(0).load(SeqCst) == 0 {
+                shared.word(2).fetch_add(1, Relaxed);
+                shared.word(3).fetch_add(ns, Relaxed);
+                shared.word(4).fetch_max(ns, Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        0
+    };
+    // SAFETY: this process is single-threaded (the cases run one after another on the
+    // main thread), so the child may do anything.
+    let child = io("fork", unsafe { pfdemo::harness::fork(opener) })?;
+    let mut reads = Vec::new();
+    let mut rows = 0;
+    shared.word(1).store(1, SeqCst);
+    let start = Instant::now();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let text = std::fs::read_to_string(sys::debugfs_path("frames"));
+        reads.push(t.elapsed());
+        rows = text.map(|t| t.lines().count() - 1).unwrap_or(0);
+    }
+    shared.word(0).store(1, SeqCst);
+    let reading = start.elapsed();
+    let exit = io(
+        "wait for the opener",
+        child.wait_within(Duration::from_secs(30)),
+    )?;
+    drop(maps);
+    ensure!(
+        exit.is_some_and(|e| e.success()),
+        "the opening child ended with {exit:?} (None: still running, killed)"
+    );
+    ensure!(
+        rows >= 100_000,
+        "frames had {rows} rows, expected 100k or more"
+    );
+    let (opens, failed) = (shared.word(2).load(SeqCst), shared.word(5).load(SeqCst));
+    let inside = Duration::from_nanos(shared.word(3).load(SeqCst));
+    let slowest = Duration::from_nanos(shared.word(4).load(SeqCst));
+    ensure!(
+        opens > 0 && failed == 0,
+        "{opens} opens during the reads, {failed} failed"
+    );
+    ensure!(
+        inside < reading / 4,
+        "{opens} open+close calls took {inside:?} in all (the slowest {slowest:?}) while \
+         frames ({rows} rows) was read three times in {reading:?} ({reads:?}): the opener \
+         waited behind the reads"
+    );
     Ok(())
 }
 

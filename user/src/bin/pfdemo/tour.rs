@@ -38,16 +38,10 @@ struct Walked {
     handled: i64,
 }
 
-/// A sample of the minor-fault counter taken right before an access and one right after it,
-/// with nothing in between that could fault (no allocation, buffers already written).
+/// The minor-fault counter right before and right after `access` (the library's
+/// [`StatSampler::minflt_around`]).
 pub(super) fn minflt_around(sampler: &StatSampler, access: impl FnOnce()) -> Res<(u64, u64)> {
-    let (mut b0, mut b1) = ([0u8; 1024], [0u8; 1024]);
-    let n0 = io("stat", sampler.sample(&mut b0))?;
-    access();
-    let n1 = io("stat", sampler.sample(&mut b1))?;
-    let (before, _) = io("stat", StatSampler::faults(&b0[..n0]))?;
-    let (after, _) = io("stat", StatSampler::faults(&b1[..n1]))?;
-    Ok((before, after))
+    io("stat", sampler.minflt_around(access))
 }
 
 pub(super) fn delta_of(after: &Stats, before: &Stats, name: &str) -> Res<i64> {
