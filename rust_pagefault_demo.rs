@@ -66,9 +66,11 @@
 //!
 //! # Locks and context
 //!
-//! One lock: the instance list's mutex ([`instance`]), taken by `open`, `release` and the
-//! `frames` file, never on the fault path. The fault path runs under the core's mmap or VMA
-//! read lock and takes no lock of the module's.
+//! Two locks, never held together: the instance list's mutex ([`instance`]), taken by `open`,
+//! `release` and the `frames` file, never on the fault path; and a huge instance's
+//! `pmd_lock`, taken on its fault path from looking at a PMD entry to filling it (see
+//! [`instance::fault`]). The fault path runs under the core's mmap or VMA read lock; a 4 KiB
+//! instance's takes no lock of the module's.
 
 use kernel::{
     debugfs,

@@ -31,6 +31,12 @@ for params in "prefault=16" "huge=1" "map_pages=0 insert_pages=1 latency=0" "hug
 	RPD_PARAMS="$params" pfdemo-e2e || rc=1
 	pfdemo tour --check >/tmp/tour.out 2>&1 || { cat /tmp/tour.out; rc=1; }
 	tail -n 1 /tmp/tour.out
+	step "stress with $params (seeded, bounded; leaks judged by the run's memory cgroup)"
+	pfdemo-stress run --seed 3 --procs 2 --threads 2 --ops 1500 --seconds 15 || rc=1
+	if [ "$params" = huge=1 ]; then
+		step "4 KiB and PMD faults mixed in one 2 MiB range, THP toggled"
+		pfdemo-stress mix --seconds 5 || rc=1
+	fi
 done
 step "stress (seeded, bounded)"
 rmmod rust_pagefault_demo && insmod $module || { echo "RPD-FAIL: reload"; rc=1; }

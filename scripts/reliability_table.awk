@@ -13,12 +13,15 @@ m == "e2e" {
 	sets++; cases += kv["cases"]; passed += kv["passed"]; bad += kv["bad_inputs"]
 	names = names (names == "" ? "" : ", ") kv["params"]
 }
-m == "stress" || m == "inject" { leaked += kv["leaked"]; lost += kv["lost"] }
+m == "stress" || m == "inject" { leaked += kv["leaked"]; lost += kv["lost"]; kept += kv["memcg_kept"]; runs++ }
 m == "stress" {
-	printf "| stress (%s kernel): seed %s, %s processes x %s threads | %s operations, %s faults, %s forks, %s MADV_DONTNEED, %s debugfs reads in %s s; %s contents lost |\n", f, kv["seed"], kv["procs"], kv["threads"], kv["ops"], kv["faults"], kv["forks"], kv["dontneed"], kv["debugfs_reads"], kv["seconds"], kv["lost"]
+	printf "| stress (%s kernel, %s): seed %s, %s processes x %s threads | %s operations, %s faults, %s forks, %s MADV_DONTNEED, %s debugfs reads in %s s; %s contents lost |\n", f, kv["params"], kv["seed"], kv["procs"], kv["threads"], kv["ops"], kv["faults"], kv["forks"], kv["dontneed"], kv["debugfs_reads"], kv["seconds"], kv["lost"]
 }
 m == "inject" {
 	printf "| fault injection (%s kernel): seed %s, %s x %s | %s operations, %s injected failures, %s clean ENOMEM errors (open %s, mmap %s), oom counter +%s, %s contents lost |\n", f, kv["seed"], kv["procs"], kv["threads"], kv["ops"], kv["injected"], kv["enomem"], kv["open_enomem"], kv["mmap_enomem"], kv["oom"], kv["lost"]
+}
+m == "mix" {
+	printf "| 4 KiB and PMD faults mixed (%s kernel, huge=1): %s threads, %s ranges of 2 MiB | %s rounds, %s THP toggles, %s PMDs mapped, %s 4 KiB faults in %s s; %s contents lost |\n", f, kv["threads"], kv["ranges"], kv["rounds"], kv["toggles"], kv["pmds"], kv["faults"], kv["seconds"], kv["lost"]
 }
 m == "lifecycle" {
 	printf "| insmod/traffic/rmmod cycles (%s kernel) | %s; Slab %s kB, free memory %s kB, memcg kernel memory %s kB |\n", f, kv["cycles"], kv["slab_kb"], kv["free_kb"], kv["memcg_kernel_kb"]
@@ -28,4 +31,5 @@ END {
 	printf "| bad inputs tried (%s kernel) | %d per parameter set, %d in all |\n", f, sets ? bad / sets : 0, bad
 	printf "| kernel reports (%s kernel) | %d |\n", f, reports
 	printf "| frames leaked after all closes (%s kernel) | %d |\n", f, leaked
+	printf "| bytes still charged to the runs' memory cgroups after all closes (%s kernel) | %d in %d runs |\n", f, kept, runs
 }

@@ -169,6 +169,33 @@ impl Child {
     }
 }
 
+impl Child {
+    /// Waits at most `limit` for the child to end; a child still running then is killed
+    /// (SIGKILL) and reaped, and the answer is `None`. This is what keeps a test bounded when
+    /// the module under test makes its child spin (a fault retried forever, say).
+    pub fn wait_within(self, limit: std::time::Duration) -> io::Result<Option<Exit>> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut status = 0;
+        loop {
+            // SAFETY: polling our own child, into a local.
+            let pid = unsafe { libc::waitpid(self.0, &mut status, libc::WNOHANG) };
+            if pid == self.0 {
+                return Ok(Some(Exit(status)));
+            }
+            if pid < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return Err(io::Error::last_os_error());
+            }
+            if std::time::Instant::now() >= deadline {
+                // SAFETY: signalling our own child, which has not been reaped yet.
+                unsafe { libc::kill(self.0, libc::SIGKILL) };
+                self.wait()?;
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
 /// Forks; the child runs `f` and exits with the code it returns, without running the
 /// parent's destructors or atexit handlers.
 ///
@@ -204,6 +231,16 @@ fn thread_count() -> io::Result<u64> {
 /// bad access is one signal: Rust's runtime catches SIGBUS (to detect stack overflows),
 /// resets it and lets the access fault a second time.
 pub fn in_child(f: impl FnOnce() -> i32) -> Res<Result<i32, i32>> {
+    in_child_within(std::time::Duration::from_secs(120), f)
+}
+
+/// [`in_child`], bounded: a child still running after `limit` is killed, and that is an
+/// error saying so (a test of a fault that must end, with a signal or not, fails instead of
+/// hanging).
+pub fn in_child_within(
+    limit: std::time::Duration,
+    f: impl FnOnce() -> i32,
+) -> Res<Result<i32, i32>> {
     // A thread that was just joined can still be counted for a moment: its exit wakes the
     // joiner before the kernel takes it out of the thread group.
     let mut threads = crate::io("/proc/self/status", thread_count())?;
@@ -225,7 +262,12 @@ pub fn in_child(f: impl FnOnce() -> i32) -> Res<Result<i32, i32>> {
     };
     // SAFETY: the process has no other thread (checked above), so the child may do anything.
     let child = crate::io("fork", unsafe { fork(child) })?;
-    Ok(crate::io("wait", child.wait())?.result())
+    match crate::io("wait", child.wait_within(limit))? {
+        Some(exit) => Ok(exit.result()),
+        None => Err(format!(
+            "the child was still running after {limit:?}: killed"
+        )),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -314,6 +356,57 @@ impl Memcg {
     /// The group's file `name` (`memory.current`, `memory.stat`, ...).
     pub fn read(&self, name: &str) -> io::Result<String> {
         std::fs::read_to_string(format!("{}/{name}", self.path))
+    }
+
+    /// `memory.current`: the bytes charged to the group now.
+    pub fn current(&self) -> Res<u64> {
+        let text = crate::io("memory.current", self.read("memory.current"))?;
+        text.trim()
+            .parse()
+            .map_err(|e| format!("{}/memory.current: {text:?}: {e}", self.path))
+    }
+
+    /// Field `name` of the group's `memory.stat`, in bytes. The kernel flushes those
+    /// statistics every 2 s: a caller that needs the latest changes waits for a flush first
+    /// ([`Memcg::settled_stat`]).
+    pub fn stat(&self, name: &str) -> Res<u64> {
+        let text = crate::io("memory.stat", self.read("memory.stat"))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .ok_or_else(|| format!("{}/memory.stat has no field {name}", self.path))
+    }
+
+    /// [`Memcg::stat`] after the kernel's periodic flush has caught up with the last changes.
+    pub fn settled_stat(&self, name: &str) -> Res<u64> {
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        self.stat(name)
+    }
+
+    /// The group's kernel memory outside slab, kernel stacks, page tables, per-CPU data and
+    /// vmalloc, in bytes, once settled: pages the kernel allocated for it directly, which is
+    /// where the module's frames (and its large directories) are charged. Unlike
+    /// `memory.current` it does not move with the dentries and inodes that `/proc` keeps of
+    /// exited processes, or with this process's own heap.
+    pub fn direct_kernel_pages(&self) -> Res<u64> {
+        let kernel = self.settled_stat("kernel")?;
+        let mut other = 0;
+        for name in [
+            "slab",
+            "kernel_stack",
+            "pagetables",
+            "sec_pagetables",
+            "percpu",
+            "vmalloc",
+        ] {
+            other += self.stat(name)?;
+        }
+        Ok(kernel.saturating_sub(other))
+    }
+
+    /// Writes the group's file `name` (`memory.max`, ...).
+    pub fn write(&self, name: &str, value: &str) -> Res {
+        std::fs::write(format!("{}/{name}", self.path), value)
+            .map_err(|e| format!("writing {value:?} to {}/{name}: {e}", self.path))
     }
 
     /// Removes the group (best effort: a group that still has processes stays).

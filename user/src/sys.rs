@@ -13,6 +13,11 @@ pub const DEBUGFS: &str = "/sys/kernel/debug/rust_pagefault_demo";
 /// Where the guest keeps the module (`RPD_MODULE` or `--module` point elsewhere).
 pub const MODULE_PATH: &str = "/lib/modules/rust_pagefault_demo.ko";
 
+/// `madvise` advice the libc crate does not name yet (Linux 5.14): fault the range in, as
+/// a read or as a write would, through the kernel's get_user_pages.
+pub const MADV_POPULATE_READ: i32 = 22;
+pub const MADV_POPULATE_WRITE: i32 = 23;
+
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
@@ -170,17 +175,30 @@ impl Device {
         shared: bool,
         align: usize,
     ) -> io::Result<Mapping> {
+        self.map_skewed(pages, pgoff, shared, align, 0)
+    }
+
+    /// Like [`Device::map_aligned`], starting `skew` pages after an `align`ed address: a
+    /// mapping that starts in the middle of a 2 MiB range, say.
+    pub fn map_skewed(
+        &self,
+        pages: usize,
+        pgoff: usize,
+        shared: bool,
+        align: usize,
+        skew: usize,
+    ) -> io::Result<Mapping> {
         let len = pages * page_size();
         // Reserve enough address space to find an aligned start in it with a whole aligned
         // block past the end (an aligned start is at most `align` in), then map over it.
         let hole = Mapping::new(
             None,
-            (len + 2 * align) / page_size(),
+            (len + 2 * align) / page_size() + skew,
             0,
             libc::PROT_NONE,
             libc::MAP_PRIVATE,
         )?;
-        let start = (hole.ptr as usize).next_multiple_of(align);
+        let start = (hole.ptr as usize).next_multiple_of(align) + skew * page_size();
         let flags = libc::MAP_FIXED
             | if shared {
                 libc::MAP_SHARED
@@ -474,6 +492,19 @@ impl StatSampler {
             ));
         }
         Ok(n)
+    }
+
+    /// A sample of the minor-fault counter taken right before `access` and one right after
+    /// it, with nothing in between that could fault (no allocation, buffers already
+    /// written): the faults of that access and nothing else's.
+    pub fn minflt_around(&self, access: impl FnOnce()) -> io::Result<(u64, u64)> {
+        let (mut b0, mut b1) = ([0u8; 1024], [0u8; 1024]);
+        let n0 = self.sample(&mut b0)?;
+        access();
+        let n1 = self.sample(&mut b1)?;
+        let (before, _) = Self::faults(&b0[..n0])?;
+        let (after, _) = Self::faults(&b1[..n1])?;
+        Ok((before, after))
     }
 
     /// The minor and major fault counts in a sample.

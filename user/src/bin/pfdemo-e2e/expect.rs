@@ -118,3 +118,88 @@ pub fn allocs(touched: impl IntoIterator<Item = usize>) -> Result<i64, String> {
 pub fn errno_of<T>(r: Result<T, impl std::borrow::Borrow<std::io::Error>>) -> Option<i32> {
     r.err().and_then(|e| e.borrow().raw_os_error())
 }
+
+/// The MMU's view of `va` (the module's page-table walk of this process): the kernel-side
+/// evidence for what a fault mapped, where pagemap cannot tell a PMD leaf from PTEs.
+pub fn walk_at(dev: &Device, va: usize) -> Result<pfdemo::walk::Walk, String> {
+    io("RPD_IOC_WALK", pfdemo::walk::walk(dev.fd(), va))
+}
+
+/// How the page at `va` is mapped: `End::HugePmd` or `End::Leaf` (a PTE), with its PFN.
+pub fn mapped_as(dev: &Device, va: usize) -> Result<(End, Option<u64>), String> {
+    let w = walk_at(dev, va)?;
+    Ok((w.end(), w.frame_pfn()))
+}
+
+pub use pfdemo::walk::End;
+
+/// The calls of the huge handler that a first touch at `va` makes, each counted in
+/// `huge_faults` (and, unless it maps a PMD, in `huge_fallbacks`): the core asks at PUD
+/// level when the walk ends at an empty PUD or above it, then at PMD level when the PMD is
+/// empty. None on an instance without `huge` (no `huge_fault` in its operations). Read from
+/// the page tables before the touch, so the expectation does not depend on where the
+/// mapping happened to land.
+pub fn huge_calls_at(dev: &Device, va: usize) -> Result<i64, String> {
+    if unit()? != 512 {
+        return Ok(0);
+    }
+    let w = walk_at(dev, va)?;
+    ensure!(
+        w.end() == End::Empty,
+        "{va:#x} is mapped before its first touch: {w}"
+    );
+    Ok(match w.stop_level() {
+        Some(level) if level <= 2 => 2,
+        Some(3) => 1,
+        _ => 0,
+    })
+}
+
+/// The PMD-level call that a first touch falling back to 4 KiB faults makes once more when
+/// the module runs without its `map_pages` hook (`map_pages=0`): 7.3 then refuses the 4 KiB
+/// fault under the per-VMA lock and redoes the whole fault under the mmap lock, where the
+/// PMD table exists by now (no PUD-level call again) and the PMD entry is still empty. One
+/// on a huge instance so switched, else none.
+pub fn retried_pmd_call() -> Result<i64, String> {
+    Ok(i64::from(
+        unit()? == 512 && stat(&stats()?, "map_pages")? == 0,
+    ))
+}
+
+/// Words shared with forked children (a `MAP_SHARED` anonymous mapping): counters, flags and
+/// results that racers in several processes write and the parent reads.
+pub struct SharedWords(Mapping);
+
+impl SharedWords {
+    pub fn new(words: usize) -> Result<Self, String> {
+        let pages = (words * 8).div_ceil(page_size());
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let map = io(
+            "mmap shared words",
+            Mapping::new(None, pages, 0, prot, libc::MAP_SHARED),
+        )?;
+        Ok(Self(map))
+    }
+
+    /// Word `i`, as an atomic: the mapping is page-aligned, so every word is aligned.
+    pub fn word(&self, i: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(i * 8 < self.0.len(), "word {i} outside the shared mapping");
+        // SAFETY: the word lies inside the mapping (checked), is 8-byte aligned, lives as
+        // long as `self`, and is only ever accessed atomically.
+        unsafe { &*((self.0.addr(0) + i * 8) as *const std::sync::atomic::AtomicU64) }
+    }
+}
+
+/// The minor faults of `access`, by the kernel's count (`/proc/self/stat` around it).
+pub fn minor_faults_of(sampler: &sys::StatSampler, access: impl FnOnce()) -> Result<u64, String> {
+    let (before, after) = io("/proc/self/stat", sampler.minflt_around(access))?;
+    Ok(after - before)
+}
+
+/// The total count of the `latency` histogram.
+pub fn latency_total() -> Result<u64, String> {
+    Ok(io("latency", sys::read_latency())?
+        .iter()
+        .map(|(_, c)| c)
+        .sum())
+}

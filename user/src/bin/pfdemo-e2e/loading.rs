@@ -13,6 +13,10 @@ pub const CASES: &[Case] = &[
         sigbus_at_the_cap,
     ),
     (
+        "max_total_pages holds under racing processes: SIGBUS + frames == touches",
+        cap_holds_under_concurrent_faults,
+    ),
+    (
         "rmmod refused while a file is open, clean after",
         rmmod_refused_while_open,
     ),
@@ -45,17 +49,25 @@ fn max_total_pages_defaults_to_a_quarter_of_ram() -> Check {
     Ok(())
 }
 
+/// Runs `body` with the module loaded with `max_pages=size` and `max_total_pages=cap`, then
+/// loads it again with the base parameters (whatever `body` found).
+fn with_cap(size: usize, cap: usize, body: impl FnOnce() -> Check) -> Check {
+    reload(&[
+        &format!("max_pages={size}"),
+        &format!("max_total_pages={cap}"),
+    ])?;
+    let result = body();
+    reload(&[])?;
+    result
+}
+
 fn sigbus_at_the_cap() -> Check {
     // A cap smaller than the instance: the cap, not the size, stops growth. Sizes are in
     // frames of `u` pages (512 with huge frames), touched one page per frame.
     let u = unit()?;
     let (size, cap) = (64 * u, 16 * u);
     tried(3);
-    reload(&[
-        &format!("max_pages={size}"),
-        &format!("max_total_pages={cap}"),
-    ])?;
-    let result = (|| -> Check {
+    with_cap(size, cap, || {
         let dev = io("open", Device::open())?;
         let map = io("mmap", dev.map(size, 0, true))?;
         for i in 0..16 {
@@ -109,9 +121,100 @@ fn sigbus_at_the_cap() -> Check {
             "mmap past max_pages={size} not refused"
         );
         Ok(())
-    })();
-    reload(&[])?;
-    result
+    })
+}
+
+/// Processes race first touches of distinct frames of one instance past `max_total_pages`;
+/// `frames_live`, sampled while they run and at the end, never exceeds the cap, and at the end the
+/// frames allocated and the `SIGBUS`es (one per racer: each dies at its first refused page)
+/// add up to the touches made. The budget is exact near the cap, so the racers together fill
+/// it exactly.
+fn cap_holds_under_concurrent_faults() -> Check {
+    use std::sync::atomic::Ordering::SeqCst;
+    const RACERS: usize = 4;
+    // Touches `stride` pages apart (a frame each, beyond the prefault window), and enough of
+    // them for each racer alone to reach the cap: near it a prefault batch does not fit and
+    // a touch takes one page only, so up to `cap` pages' worth of touches.
+    let (u, k) = (unit()?, prefault()?);
+    let stride = u.max(k);
+    let cap = 40 * stride;
+    let touches_each = 40 * k + 8;
+    let size = RACERS * touches_each * stride;
+    with_cap(size, cap, || {
+        let dev = io("open", Device::open())?;
+        let map = io("mmap", dev.map(size, 0, true))?;
+        // Word 0: go; word 1 + r: touches racer r started.
+        let shared = SharedWords::new(1 + RACERS)?;
+        let before = stats()?;
+        let mut children = Vec::new();
+        for r in 0..RACERS {
+            let racer = || {
+                // SAFETY: setting a signal disposition in this single-threaded child.
+                unsafe { libc::signal(libc::SIGBUS, libc::SIG_DFL) };
+                while shared.word(0).load(SeqCst) == 0 {
+                    std::hint::spin_loop();
+                }
+                // Frames r, r + RACERS, ...: one page of each, until the cap's SIGBUS.
+                for t in (r..size / stride).step_by(RACERS) {
+                    shared.word(1 + r).fetch_add(1, SeqCst);
+                    map.write(t * stride, 0, t as u64 + 1);
+                }
+                0
+            };
+            // SAFETY: this process is single-threaded, so the child may do anything.
+            children.push(io("fork", unsafe { pfdemo::harness::fork(racer) })?);
+        }
+        shared.word(0).store(1, SeqCst);
+        let mut highest = 0;
+        let mut exits = Vec::new();
+        for child in children {
+            // Sample frames_live while the racers run (the wait polls).
+            let s = stats()?;
+            highest = highest.max(stat(&s, "frames_live")?);
+            exits.push(io(
+                "wait",
+                child.wait_within(std::time::Duration::from_secs(60)),
+            )?);
+        }
+        let sigbus = exits
+            .iter()
+            .filter(|e| e.is_some_and(|e| e.result() == Err(libc::SIGBUS)))
+            .count();
+        ensure!(
+            sigbus == RACERS,
+            "{sigbus} of {RACERS} racers ended with SIGBUS: {exits:?}"
+        );
+        let s = stats()?;
+        let live = stat(&s, "frames_live")?;
+        highest = highest.max(live);
+        let touches: u64 = (0..RACERS).map(|r| shared.word(1 + r).load(SeqCst)).sum();
+        // Exact without prefault; a prefault batch that does not fit under the cap is not
+        // mapped at all, so with one the racers may stop short of it.
+        ensure!(
+            highest <= cap as u64 && (k > 1 || live == cap as u64),
+            "frames_live reached {highest}, ends at {live}; the cap is {cap}"
+        );
+        deltas(&before, &[("sigbus", RACERS as i64)])?;
+        // Every touch that worked has its frame, holding its racer's value (only those are
+        // read: a read of any other page would be refused at the cap).
+        let id = io("fdinfo", dev.fdinfo())?.instance;
+        let rows = io("frames", read_frames())?;
+        let touched: Vec<usize> = rows
+            .iter()
+            .filter(|r| r.instance == id && r.pgoff % stride as u64 == 0)
+            .map(|r| r.pgoff as usize / stride)
+            .collect();
+        ensure!(
+            touched.len() as u64 + RACERS as u64 == touches,
+            "{} touched pages have frames, with {RACERS} SIGBUS, for {touches} touches",
+            touched.len()
+        );
+        for t in touched {
+            let v = map.read(t * stride, 0);
+            ensure!(v == t as u64 + 1, "touch {t}'s page holds {v:#x}");
+        }
+        Ok(())
+    })
 }
 
 fn rmmod_refused_while_open() -> Check {

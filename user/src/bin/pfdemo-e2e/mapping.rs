@@ -14,6 +14,10 @@ pub const CASES: &[Case] = &[
         every_touched_page_matches_pagemap,
     ),
     ("fresh frames are zero-filled", fresh_frames_are_zero),
+    (
+        "a first touch is one handler call under the per-VMA lock, never retried",
+        first_touch_is_not_retried_under_the_mmap_lock,
+    ),
 ];
 
 fn mmap_allocates_nothing() -> Check {
@@ -124,5 +128,73 @@ fn fresh_frames_are_zero() -> Check {
     for i in 0..map.pages() {
         ensure!(map.page_is_zero(i), "page {i} is not zero-filled");
     }
+    Ok(())
+}
+
+/// The `map_pages` claim: its presence tells 7.3's `vmf_can_call_fault` that our `fault` needs
+/// no mmap lock, so a first touch is handled under the VMA's own lock, once. Judged by the
+/// kernel's counts (`/proc/vmstat`'s `vma_lock_*`, CONFIG_PER_VMA_LOCK_STATS): first reads
+/// and writes of fresh pages are VMA-locked faults (`vma_lock_success`) and none is retried
+/// under the mmap lock (`vma_lock_retry`), each one minor fault and one handler call.
+/// Without `map_pages`, every one of them would be a retry.
+fn first_touch_is_not_retried_under_the_mmap_lock() -> Check {
+    const TOUCHES: usize = 16;
+    let vmstat = || -> Result<std::collections::BTreeMap<String, u64>, String> {
+        let text = io("/proc/vmstat", std::fs::read_to_string("/proc/vmstat"))?;
+        let counts: std::collections::BTreeMap<String, u64> = text
+            .lines()
+            .filter_map(|l| {
+                let (name, value) = l.split_once(' ')?;
+                Some((name.to_string(), value.trim().parse().ok()?))
+            })
+            .filter(|(name, _)| name.starts_with("vma_lock_"))
+            .collect();
+        ensure!(
+            counts.contains_key("vma_lock_retry") && counts.contains_key("vma_lock_success"),
+            "/proc/vmstat has no vma_lock_retry/vma_lock_success: the kernel needs \
+             CONFIG_PER_VMA_LOCK_STATS (qemu/kernel.config)"
+        );
+        Ok(counts)
+    };
+    let dev = io("open", Device::open())?;
+    let k = prefault()?;
+    // One touch every `k` pages (and every 512 with huge frames, a frame each), so that each
+    // touch is a first touch and nothing else maps it.
+    let stride = k.max(unit()?);
+    let map = io("mmap", dev.map(TOUCHES * stride, 0, true))?;
+    let sampler = io("open /proc/self/stat", sys::StatSampler::open())?;
+    let before = stats()?;
+    let v0 = vmstat()?;
+    let mut minor = 0;
+    for i in 0..TOUCHES {
+        let page = i * stride;
+        minor += if i % 2 == 0 {
+            minor_faults_of(&sampler, || map.write(page, 0, 1))?
+        } else {
+            minor_faults_of(&sampler, || {
+                map.read(page, 0);
+            })?
+        };
+    }
+    let v1 = vmstat()?;
+    let moved = |name: &str| v1.get(name).unwrap_or(&0) - v0.get(name).unwrap_or(&0);
+    ensure!(
+        moved("vma_lock_retry") == 0 && moved("vma_lock_success") >= TOUCHES as u64,
+        "{TOUCHES} first touches: vma_lock_success +{}, vma_lock_retry +{} (expected \
+         +{TOUCHES} or more, +0)",
+        moved("vma_lock_success"),
+        moved("vma_lock_retry")
+    );
+    ensure!(
+        minor == TOUCHES as u64,
+        "the kernel counted {minor} minor faults for {TOUCHES} first touches"
+    );
+    let now = stats()?;
+    let calls = now.delta(&before, "faults") + now.delta(&before, "huge_faults")
+        - now.delta(&before, "huge_fallbacks");
+    ensure!(
+        calls == TOUCHES as i64,
+        "{calls} handler calls that mapped something, for {TOUCHES} first touches"
+    );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Who sees which frames: instances never share, `MAP_PRIVATE` copies on write, a forked
-//! child shares its parent's frames, and threads racing on a first touch allocate one.
+//! child shares its parent's frames, and threads (of one process or of several) racing on a
+//! first touch allocate one frame, which every racer maps.
 
 use crate::expect::*;
 use std::sync::{Arc, Barrier};
@@ -20,6 +21,10 @@ pub const CASES: &[Case] = &[
     (
         "concurrent first touch allocates exactly one frame",
         concurrent_first_touch_allocates_once,
+    ),
+    (
+        "threads in several processes race first touches: one frame, every racer maps it",
+        processes_and_threads_race_on_one_instance,
     ),
 ];
 
@@ -215,4 +220,102 @@ fn concurrent_first_touch_allocates_once() -> Check {
         }
     }
     Ok(())
+}
+
+/// Processes and their threads race the first touch of the same pages of one instance: each
+/// process has page tables of its own (a fork copies none of an untouched mapping), so every
+/// racer's touch is a fault of its own, released together by a barrier per page. Judged by
+/// the kernel: each racer's pagemap entry for each page must be the frame that `frames`
+/// lists, and only one frame per page was allocated while the handler ran more often than
+/// there are pages (so the racers did meet). A loser that mapped the frame it allocated and
+/// then lost with would show a PFN that `frames` does not list.
+fn processes_and_threads_race_on_one_instance() -> Check {
+    use std::sync::atomic::Ordering::SeqCst;
+    const PROCS: usize = 3;
+    const THREADS: usize = 2;
+    const RACERS: usize = PROCS * THREADS;
+    const PAGES: usize = 32;
+    // A page of a frame of its own each (with huge frames), beyond the prefault window of
+    // the one before: every round is a first touch.
+    let stride = unit()?.max(prefault()?);
+    let dev = io("open", Device::open())?;
+    let id = io("fdinfo", dev.fdinfo())?.instance;
+    let map = io("mmap", dev.map(PAGES * stride, 0, true))?;
+    // Word 0: arrivals at the barrier; then one PFN per racer and page.
+    let shared = SharedWords::new(1 + RACERS * PAGES)?;
+    let before = stats()?;
+    let racer = |r: usize| {
+        let Ok(mut pm) = Pagemap::open() else {
+            return;
+        };
+        for i in 0..PAGES {
+            // Everyone arrives, then everyone touches page i at once.
+            shared.word(0).fetch_add(1, SeqCst);
+            while shared.word(0).load(SeqCst) < ((i + 1) * RACERS) as u64 {
+                std::thread::yield_now();
+            }
+            map.write(i * stride, 8 * r, r as u64 + 1);
+            let pfn = pm.entry(map.addr(i * stride)).ok().and_then(|e| e.pfn);
+            shared
+                .word(1 + r * PAGES + i)
+                .store(pfn.unwrap_or(0), SeqCst);
+        }
+    };
+    let mut children = Vec::new();
+    for p in 0..PROCS {
+        let body = || {
+            std::thread::scope(|s| {
+                for t in 0..THREADS {
+                    s.spawn(move || racer(p * THREADS + t));
+                }
+            });
+            0
+        };
+        // SAFETY: this process is single-threaded (the forks come before any thread of the
+        // case), so each child may start threads.
+        children.push(io("fork", unsafe { pfdemo::harness::fork(body) })?);
+    }
+    for child in children {
+        let exit = io(
+            "wait",
+            child.wait_within(std::time::Duration::from_secs(60)),
+        )?;
+        ensure!(
+            exit.is_some_and(|e| e.success()),
+            "a racing process ended with {exit:?} (None: still running after 60 s, killed)"
+        );
+    }
+    let frames: std::collections::BTreeMap<u64, u64> = io("frames", read_frames())?
+        .into_iter()
+        .filter(|r| r.instance == id)
+        .map(|r| (r.pgoff, r.pfn))
+        .collect();
+    for i in 0..PAGES {
+        let pgoff = (i * stride) as u64;
+        let listed = frames.get(&pgoff).copied();
+        for r in 0..RACERS {
+            let seen = shared.word(1 + r * PAGES + i).load(SeqCst);
+            ensure!(
+                listed == Some(seen),
+                "page {pgoff}: racer {r} maps pfn {seen:#x}, frames lists {listed:x?}"
+            );
+            ensure!(
+                map.read(i * stride, 8 * r) == r as u64 + 1,
+                "page {pgoff}: racer {r}'s write was lost"
+            );
+        }
+    }
+    let now = stats()?;
+    let faults = now.delta(&before, "faults") + now.delta(&before, "huge_faults");
+    // Each touch maps its page and the prefault window after it.
+    let k = prefault()?;
+    let pages = allocs((0..PAGES).flat_map(|i| i * stride..i * stride + k))?;
+    ensure!(
+        faults > PAGES as i64,
+        "the handlers ran {faults} times for {PAGES} pages: the racers never met"
+    );
+    deltas(
+        &before,
+        &[("frames_allocated", pages), ("frames_live", pages)],
+    )
 }

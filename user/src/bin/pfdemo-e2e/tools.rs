@@ -105,11 +105,14 @@ fn pfdemo_touch_frames_and_verify() -> Check {
     let t = parse_touch(&held.lines)?;
     let targets: Vec<usize> = (0..16).step_by(2).collect();
     let (faulted, present) = fault_pattern(targets.iter().copied(), 16)?;
-    let frames: std::collections::BTreeMap<u64, u64> = io("frames", read_frames())?
+    let rows: Vec<_> = io("frames", read_frames())?
         .into_iter()
         .filter(|r| r.instance == t.instance)
-        .map(|r| (r.pgoff, r.pfn))
         .collect();
+    let frames: std::collections::BTreeMap<u64, u64> =
+        rows.iter().map(|r| (r.pgoff, r.pfn)).collect();
+    let file_phys: std::collections::BTreeMap<u64, u64> =
+        rows.iter().map(|r| (r.pgoff, r.phys)).collect();
     ensure!(
         t.rows.len() == targets.len(),
         "{} rows for {} touched pages",
@@ -185,9 +188,12 @@ fn pfdemo_touch_frames_and_verify() -> Check {
         let [Some(inst), Some(pgoff), Some(pfn), Some(phys)] = v[..] else {
             return Err(format!("pfdemo frames: bad row {l:?}"));
         };
+        // The phys column is the module's own (the frames file's fourth column, which the
+        // tool prints as read): it must be the PFN's address, and what the file says.
+        let file_phys = file_phys.get(&pgoff).copied();
         ensure!(
-            inst == t.instance && phys == pfn * page_size() as u64,
-            "pfdemo frames --instance {id}: row {l:?}"
+            inst == t.instance && phys == pfn * page_size() as u64 && Some(phys) == file_phys,
+            "pfdemo frames --instance {id}: row {l:?}, the file's phys {file_phys:x?}"
         );
         listed.insert(pgoff, pfn);
     }

@@ -6,7 +6,6 @@ use pfdemo::harness::{self, Memcg, Tap};
 use pfdemo::parse;
 use pfdemo::sys::{self, page_size, Device};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// The memory cgroup the lifecycle run moves into: the frames it faults in are charged there
 /// (`GFP_KERNEL_ACCOUNT`), so a frame that is never freed stays in its `kernel` memory. Unlike
@@ -30,16 +29,10 @@ fn meminfo(name: &str) -> u64 {
     sys::meminfo_kb(name).unwrap_or(0)
 }
 
-/// The group's kernel memory in kB, read after the kernel's periodic statistics flush (every
-/// 2 s) has caught up with the last changes.
+/// The group's kernel memory in kB, read after the kernel's periodic statistics flush has
+/// caught up with the last changes.
 fn memcg_kernel_kb(group: &Memcg) -> Option<u64> {
-    std::thread::sleep(Duration::from_millis(2500));
-    group
-        .read("memory.stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("kernel ")?.trim().parse::<u64>().ok())
-        .map(|bytes| bytes / 1024)
+    group.settled_stat("kernel").ok().map(|bytes| bytes / 1024)
 }
 
 /// Free memory in kB: MemFree plus the pages waiting on the per-CPU free lists (the `count`

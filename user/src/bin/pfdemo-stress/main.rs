@@ -12,6 +12,9 @@
 //! kernel's fail_page_alloc and failslab, limited to these tasks): operations may then fail
 //! with clean errors, and nothing else may change.
 //!
+//! `pfdemo-stress mix`: 4 KiB and PMD faults mixed in the same 2 MiB ranges of a `huge`
+//! instance while THP eligibility flips (`mix.rs`).
+//!
 //! `pfdemo-stress lifecycle`: `--cycles` insmod / traffic / rmmod cycles; slab and free
 //! memory must not grow.
 //!
@@ -26,6 +29,7 @@ use pfdemo::sys;
 
 mod inject;
 mod lifecycle;
+mod mix;
 mod run;
 mod worker;
 
@@ -39,8 +43,23 @@ struct Cli {
 enum Cmd {
     /// Random concurrent traffic, then check that everything balances.
     Run(RunArgs),
+    /// 4 KiB and PMD faults in the same 2 MiB ranges while THP eligibility flips.
+    Mix(MixArgs),
     /// insmod / traffic / rmmod cycles; slab and free memory must not grow.
     Lifecycle(LifecycleArgs),
+}
+
+#[derive(Args)]
+pub struct MixArgs {
+    /// Fault threads.
+    #[arg(long, default_value_t = 3)]
+    pub threads: usize,
+    /// 2 MiB ranges of the mapping.
+    #[arg(long, default_value_t = 4)]
+    pub ranges: usize,
+    /// Wall-clock length of the run.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
 }
 
 #[derive(Args)]
@@ -73,6 +92,7 @@ pub struct LifecycleArgs {
 fn main() {
     match Cli::parse().command {
         Cmd::Run(args) => run::run(&args),
+        Cmd::Mix(args) => mix::mix(&args),
         Cmd::Lifecycle(args) => lifecycle::lifecycle(&args),
     }
 }

@@ -1,7 +1,8 @@
-//! `pfdemo frames`: the module's live frames, from debugfs, one row a page.
+//! `pfdemo frames`: the module's live frames, from debugfs, one row a page, with the
+//! physical address as the module prints it.
 
 use pfdemo::parse::FrameRow;
-use pfdemo::sys::{self, page_size};
+use pfdemo::sys;
 use pfdemo::{io, Res};
 
 #[derive(clap::Args)]
@@ -24,10 +25,7 @@ pub fn run(args: &Args) -> Res {
     for r in &rows {
         println!(
             "{:>8} {:>8} {:>#12x} {:>#16x}",
-            r.instance,
-            r.pgoff,
-            r.pfn,
-            r.pfn * page_size() as u64
+            r.instance, r.pgoff, r.pfn, r.phys
         );
     }
     println!("{} frame(s)", rows.len());
