@@ -189,6 +189,8 @@ pub struct PagemapEntry {
     pub swapped: bool,
     pub file_or_shared: bool,
     pub exclusive: bool,
+    /// Written since the last `echo 4 > /proc/<pid>/clear_refs` (bit 55).
+    pub soft_dirty: bool,
     /// Bits 0-54 when present and not swapped; 0 when hidden (not root).
     pub pfn: Option<u64>,
 }
@@ -202,6 +204,7 @@ impl PagemapEntry {
             swapped,
             file_or_shared: (raw >> 61) & 1 == 1,
             exclusive: (raw >> 56) & 1 == 1,
+            soft_dirty: (raw >> 55) & 1 == 1,
             pfn: (present && !swapped).then_some(raw & ((1 << 55) - 1)),
         }
     }
@@ -537,8 +540,9 @@ mod tests {
     #[test]
     fn pagemap_bits() {
         let e = PagemapEntry::from_raw((1 << 63) | (1 << 61) | 0x1234);
-        assert!(e.present && e.file_or_shared && !e.swapped);
+        assert!(e.present && e.file_or_shared && !e.swapped && !e.soft_dirty);
         assert_eq!(e.pfn, Some(0x1234));
+        assert!(PagemapEntry::from_raw((1 << 63) | (1 << 55) | 0x1234).soft_dirty);
         assert_eq!(PagemapEntry::from_raw(0).pfn, None);
         // Swapped entries carry a swap type and offset, not a PFN.
         assert_eq!(PagemapEntry::from_raw((1 << 63) | (1 << 62) | 5).pfn, None);

@@ -33,6 +33,10 @@ pub const CASES: &[Case] = &[
         "get_user_pages reaches every mapping: /proc/self/mem, process_vm_readv, MADV_POPULATE",
         gup_reaches_every_mapping,
     ),
+    (
+        "soft-dirty tracking: a write after clear_refs keeps the frame and its leaf",
+        soft_dirty_write_keeps_the_leaf,
+    ),
 ];
 
 /// A 2 MiB-aligned mapping: with `huge`, one PMD-level fault maps all 512 pages of a shared
@@ -375,4 +379,74 @@ fn gup_reaches_every_mapping() -> Check {
     }
     ensure!(kind.is_leaf(), "the written page is not mapped: {kind:?}");
     Ok(())
+}
+
+/// `echo 4 > /proc/self/clear_refs` starts soft-dirty tracking: the kernel write-protects
+/// every leaf of the process, our PTEs and PMD leaves too, and a later write faults to make
+/// the leaf writable again. That write must land on the same frame through the same kind of
+/// leaf: with `huge`, still one PMD leaf (the module makes its own read-only leaf writable
+/// instead of letting the core split it into 4 KiB pages), and pagemap must mark the page
+/// soft-dirty again.
+fn soft_dirty_write_keeps_the_leaf() -> Check {
+    const TWO_MIB: usize = 2 << 20;
+    let huge = unit()? == 512;
+    let dev = io("open", Device::open())?;
+    let map = io("mmap aligned", dev.map_aligned(512, 0, true, TWO_MIB))?;
+    let mut pm = io("pagemap", Pagemap::open())?;
+    map.write(7, 0, 0x5d);
+    let leaf = |w: &pfdemo::walk::Walk| (w.end(), w.frame_pfn());
+    let walk = |page: usize| io("walk", pfdemo::walk::walk(dev.fd(), map.addr(page)));
+    let first = walk(7)?;
+    let want_end = if huge {
+        pfdemo::walk::End::HugePmd
+    } else {
+        pfdemo::walk::End::Leaf
+    };
+    ensure!(
+        first.end() == want_end,
+        "after the first write the walk ends {:?}",
+        first.end()
+    );
+    io("clear_refs", std::fs::write("/proc/self/clear_refs", "4"))?;
+    let cleared = walk(7)?;
+    ensure!(
+        leaf(&cleared) == leaf(&first) && !cleared.leaf_has(pfdemo::walk::bits::WRITABLE),
+        "clear_refs 4 left the leaf writable or changed it: {cleared}"
+    );
+    ensure!(
+        !io("pagemap", pm.entry(map.addr(7)))?.soft_dirty,
+        "pagemap still says soft-dirty after clear_refs"
+    );
+    let before = stats()?;
+    map.write(7, 8, 0x5e);
+    let again = walk(7)?;
+    ensure!(
+        leaf(&again) == leaf(&first),
+        "the write after clear_refs changed the leaf: {:?} then {:?}",
+        leaf(&first),
+        leaf(&again)
+    );
+    ensure!(
+        again.leaf_has(pfdemo::walk::bits::WRITABLE | pfdemo::walk::bits::DIRTY),
+        "the leaf is not writable and dirty after the write: {again}"
+    );
+    let entry = io("pagemap", pm.entry(map.addr(7)))?;
+    ensure!(
+        entry.soft_dirty && entry.pfn == again.frame_pfn(),
+        "pagemap after the write: soft-dirty {}, PFN {:?}, the walk's {:?}",
+        entry.soft_dirty,
+        entry.pfn,
+        again.frame_pfn()
+    );
+    ensure!(map.read(7, 0) == 0x5d, "the first write's value is gone");
+    // With `huge`, the write to the read-only leaf is one PMD-level call that keeps it; no
+    // frame is allocated either way.
+    deltas(
+        &before,
+        &[
+            ("huge_faults", i64::from(huge)),
+            ("huge_fallbacks", 0),
+            ("frames_allocated", 0),
+        ],
+    )
 }
