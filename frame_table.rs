@@ -109,6 +109,8 @@ impl<const ORDER: u32> FrameTable<ORDER> {
             // else can return.
             reservation.commit(1 << ORDER);
             stats.add(Counter::FramesAllocated, 1 << ORDER);
+        } else {
+            stats.add(Counter::FramesDiscarded, 1 << ORDER);
         }
         Ok(frame)
     }
@@ -135,7 +137,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
             return Ok(());
         }
         let reservation = budget.reserve(missing << ORDER).ok_or(Shortage::Cap)?;
-        let (mut stored, mut result) = (0, Ok(()));
+        let (mut stored, mut discarded, mut result) = (0, 0, Ok(()));
         for (i, slot) in slots.iter_mut().enumerate() {
             if slot.is_some() {
                 continue;
@@ -150,6 +152,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
             match self.store(start + i, frame) {
                 Ok((frame, ours)) => {
                     stored += usize::from(ours);
+                    discarded += usize::from(!ours);
                     *slot = Some(frame);
                 }
                 Err(shortage) => {
@@ -161,6 +164,9 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         // The reservations of the frames that did not go in are given back here.
         reservation.commit(stored << ORDER);
         stats.add(Counter::FramesAllocated, (stored as u64) << ORDER);
+        if discarded > 0 {
+            stats.add(Counter::FramesDiscarded, (discarded as u64) << ORDER);
+        }
         result
     }
 

@@ -62,6 +62,9 @@ counters! {
     FramesAllocated => "frames_allocated",
     /// 4 KiB pages of the frames freed.
     FramesFreed => "frames_freed",
+    /// 4 KiB pages of the frames a fault allocated and gave back at once, because a
+    /// concurrent fault on the same offset stored its frame first (the first frame wins).
+    FramesDiscarded => "frames_discarded",
     /// Faults that ended in `SIGBUS`.
     Sigbus => "sigbus",
     /// Faults that ended in `VM_FAULT_OOM`.
@@ -317,6 +320,7 @@ mod tests {
         assert_eq!(
             text.to_bytes(),
             b"faults 3\nread_faults 1\nwrite_faults 2\nframes_allocated 0\nframes_freed 0\n\
+              frames_discarded 0\n\
               sigbus 0\noom 0\nno_huge_frame 0\ninstances 0\ninstances_opened 0\n\
               mmap_refused 0\nprefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\nhandler_ns 0\n\
               frames_live 1\nmetadata_bytes 4096\nmax_total_pages 9\nprefault 1\nhuge 0\n\

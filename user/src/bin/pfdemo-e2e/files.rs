@@ -58,6 +58,7 @@ fn stats_lists_every_contract_counter() -> Check {
         "huge_faults",
         "huge_fallbacks",
         "no_huge_frame",
+        "frames_discarded",
         "instances_opened",
         "prefaulted",
         "metadata_bytes",
