@@ -11,9 +11,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 flavour=${1:-$FLAVOUR}
 case $flavour in
-default) frags="qemu/kernel.config" ;;
-debug) frags="qemu/kernel.config qemu/kernel-debug.config" ;;
-profile) frags="qemu/kernel.config qemu/kernel-profile.config" ;;
+default | debug | profile) frags=$(kernel_frags "$flavour") ;;
 debian)
 	# Debian's own kernel, not built here: its tree is recreated for modules, and its image
 	# copied into the build root for the VM, with its release beside it.
@@ -51,7 +49,7 @@ ver=$("$RPD_TOP/scripts/in-root.sh" sh -c "
 }
 
 kb=$(kbuild_in "$flavour")
-stamp_want=$(cd "$RPD_TOP" && cat $frags | sha256sum | cut -c1-16)
+stamp_want=$(kernel_frags_hash "$flavour")
 stamp_want="$ver $flavour $stamp_want"
 stamp=$RPD_ROOT$kb/.rpd-kernel
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_want" ] && [ -f "$RPD_ROOT$kb/Module.symvers" ]; then

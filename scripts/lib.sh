@@ -30,7 +30,20 @@ export RPD_TOP RPD_CACHE RPD_ROOT RPD_DEBIAN_ROOT DEBIAN_KERNEL RPD_TAG RPD_LOGS
 # Paths inside the build root.
 RPD_SRC_IN=/src                     # the repository, bind-mounted
 RPD_KSRC_IN=/build/linux            # unpacked kernel source
-kbuild_in() { echo "/build/kbuild-$1"; }   # kernel object tree of a flavour
+# The config fragments a flavour's kernel is built from (default, debug, profile).
+kernel_frags() {
+	case $1 in
+	default) echo "qemu/kernel.config" ;;
+	debug) echo "qemu/kernel.config qemu/kernel-debug.config" ;;
+	profile) echo "qemu/kernel.config qemu/kernel-profile.config" ;;
+	esac
+}
+# The hash of a flavour's fragments: what its kernel was configured from.
+kernel_frags_hash() { (cd "$RPD_TOP" && cat $(kernel_frags "$1") | sha256sum | cut -c1-16); }
+# The kernel object tree of a flavour, one per set of fragments: checkouts that share the
+# cache but not the fragments (a branch adding an option) each keep their kernel, instead of
+# rebuilding the other's (and racing it) on every run.
+kbuild_in() { echo "/build/kbuild-$1-$(kernel_frags_hash "$1")"; }
 # What a checkout builds for the guest (per RPD_TAG, see above).
 RPD_USER_TARGET_IN=/build/user-target${RPD_TAG:+-$RPD_TAG}
 module_dir_in() { echo "/build/module${RPD_TAG:+-$RPD_TAG}-$1"; }   # module copy of a flavour
