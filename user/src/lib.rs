@@ -1,11 +1,12 @@
 //! Shared code of `pfdemo` and the in-VM tests: parsers for what the module and the kernel
 //! print (`parse`), thin wrappers around the system calls the tools make (`sys`), the module's
-//! page-table walk and its decoding (`walk`), and the one test harness of `pfdemo-e2e` and
-//! `pfdemo-stress` (`harness`).
+//! page-table walk and its decoding (`walk`), a page-fault handler in user space (`uffd`), and
+//! the one test harness of `pfdemo-e2e` and `pfdemo-stress` (`harness`).
 
 pub mod harness;
 pub mod parse;
 pub mod sys;
+pub mod uffd;
 pub mod walk;
 
 /// What the tools and tests return: a failure is one line saying what went wrong.
