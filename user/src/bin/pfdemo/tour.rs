@@ -6,7 +6,7 @@
 
 mod anon;
 mod device;
-mod record;
+pub(crate) mod record;
 
 use crate::verify::verify_pid;
 use pfdemo::parse::{FrameIndex, Stats};
@@ -16,6 +16,9 @@ use record::Tour;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// A chapter past the eight steps, or `all` of them (without one: the eight steps).
+    #[arg(value_enum)]
+    pub chapter: Option<crate::chapters::Chapter>,
     /// Pages to touch on each side (device and anonymous memory).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub pages: u64,
@@ -59,6 +62,9 @@ pub(super) fn pfn_text(pfn: Option<u64>) -> String {
 }
 
 pub fn run(args: &Args) -> Res {
+    if let Some(chapter) = args.chapter {
+        return crate::chapters::run(chapter, args.check, args.json);
+    }
     let pages = args.pages as usize;
     let mut t = Tour::new(args.json);
     let mut pm = io("open pagemap", Pagemap::open())?;
