@@ -134,8 +134,16 @@ pub fn run(b: &mut Book) -> Res {
                 && s1.delta(&s0, "faults") == 0,
             format!(
                 "the handler read a UFFD_EVENT_PAGEFAULT for {va:#x} ({}), answered with {}; our module's faults +{}",
-                if write { "write" } else { "read" },
-                if write { "UFFDIO_COPY" } else { "UFFDIO_ZEROPAGE" },
+                match event {
+                    Some((f, _)) if f.write => "write",
+                    Some(_) => "read",
+                    None => "none seen",
+                },
+                match event {
+                    Some((_, Resolution::Copy)) => "UFFDIO_COPY",
+                    Some((_, Resolution::ZeroPage)) => "UFFDIO_ZEROPAGE",
+                    None => "nothing",
+                },
                 s1.delta(&s0, "faults")
             ),
         );
