@@ -15,6 +15,7 @@ use serde::Serialize;
 mod measure;
 mod profile;
 mod report;
+mod uffd;
 
 use measure::{clock_resolution_ns, measure, metadata_per_frame};
 use profile::KernelProfile;
@@ -73,6 +74,8 @@ pub enum Mode {
     DeviceHuge,
     /// Writing the same bytes into memory that is already mapped: the zeroing floor.
     Memset,
+    /// Anonymous memory whose missing faults a userfaultfd handler thread resolves.
+    Uffd,
 }
 
 impl Mode {
@@ -85,6 +88,7 @@ impl Mode {
             Mode::DeviceBatch => "device-batch",
             Mode::DeviceHuge => "device-huge",
             Mode::Memset => "memset",
+            Mode::Uffd => "uffd",
         }
     }
 
