@@ -606,7 +606,7 @@ mod tests {
         assert_eq!(KPF_SWAPBACKED, 0x4000);
         assert_eq!(KPF_ZERO_PAGE, 0x100_0000);
         assert_eq!(
-            kpageflag_names(KPF_LRU | KPF_ANON | KPF_SWAPBACKED | 1 << 4),
+            kpageflag_names(KPF_LRU | KPF_ANON | KPF_SWAPBACKED | (1 << 4)),
             ["LRU", "ANON", "SWAPBACKED"]
         );
         assert!(kpageflag_names(1 << 10).is_empty());
