@@ -143,6 +143,7 @@ pub fn run(args: Args) -> Res {
         Mode::Device,
         Mode::DeviceBatch,
         Mode::DeviceHuge,
+        Mode::Uffd,
         Mode::Memset,
     ];
     if thp.contains("[never]") || thp == "unknown" {
