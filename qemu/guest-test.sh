@@ -5,7 +5,8 @@
 # lockdep, kmemleak), is printed at the end between RPD-DMESG markers for the host to parse.
 # The end-to-end tests run three times: with the default parameters, with prefault=16 (each
 # fault maps 16 pages) and with huge=1 (2 MiB frames); they derive their expected counts
-# from the settings the module prints in its stats file.
+# from the settings the module prints in its stats file. The tour's chapters (`pfdemo tour
+# all`) run with each parameter set too, after the tour.
 set -u
 # Each step says when it starts (seconds since boot), so a slow step shows in the log.
 step() { echo "RPD-STEP: $* (at $(cut -d' ' -f1 /proc/uptime) s)"; }
@@ -22,12 +23,20 @@ cat /tmp/tour.out
 echo "RPD-TOUR-JSON-BEGIN"
 pfdemo tour --check --json || rc=1
 echo "RPD-TOUR-JSON-END"
+step "tour chapters"
+pfdemo tour all --check >/tmp/chapters.out 2>&1 || rc=1
+cat /tmp/chapters.out
+echo "RPD-CHAPTERS-JSON-BEGIN"
+pfdemo tour all --check --json || rc=1
+echo "RPD-CHAPTERS-JSON-END"
 for params in "prefault=16" "huge=1"; do
 	step "end-to-end tests with $params"
 	rmmod rust_pagefault_demo && insmod $module $params || { echo "RPD-FAIL: reload"; rc=1; }
 	RPD_PARAMS="$params" pfdemo-e2e || rc=1
 	pfdemo tour --check >/tmp/tour.out 2>&1 || { cat /tmp/tour.out; rc=1; }
 	tail -n 1 /tmp/tour.out
+	pfdemo tour all --check >/tmp/chapters.out 2>&1 || { cat /tmp/chapters.out; rc=1; }
+	tail -n 1 /tmp/chapters.out
 done
 step "stress (seeded, bounded)"
 rmmod rust_pagefault_demo && insmod $module || { echo "RPD-FAIL: reload"; rc=1; }
