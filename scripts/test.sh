@@ -161,6 +161,12 @@ for f in $flavours; do
 	else
 		fail "[$f] scripts/walk_svg.py could not draw the tour's walk (tour JSON: $RPD_LOGS/tour-$f.json)"
 	fi
+	# The tour's chapters, with each parameter set too.
+	chapters=$(grep -cE '^chapters: all [0-9]+ checks passed' <<<"$clean" || true)
+	if [ "$chapters" -eq 5 ]; then pass "[$f] tour chapters, with each parameter set"; else fail "[$f] tour chapters ($chapters of 5 passed)"; fi
+	awk '/^RPD-CHAPTERS-JSON-END/{on=0} on {print} /^RPD-CHAPTERS-JSON-BEGIN/{on=1}' <<<"$clean" >"$RPD_LOGS/chapters-$f.json"
+	check "[$f] tour all --json: every chapter's steps present and ok" "$RPD_TOP/scripts/in-root.sh" \
+		python3 "$RPD_SRC_IN/scripts/check_chapters_json.py" <"$RPD_LOGS/chapters-$f.json"
 
 	# Kernel reports: any of these in the guest log is a failure. The console shows only
 	# errors while the tests run; a WARNING survives in the printk buffer, dumped at the end:

@@ -1,13 +1,14 @@
 //! Shared code of `pfdemo` and the in-VM tests: parsers for what the module and the kernel
 //! print (`parse`), thin wrappers around the system calls the tools make (`sys`), the module's
-//! page-table walk and its decoding (`walk`), the one test harness of `pfdemo-e2e` and
-//! `pfdemo-stress` (`harness`), and a seeded generator for the stress test and the
-//! benchmark's bootstrap (`rng`).
+//! page-table walk and its decoding (`walk`), a page-fault handler in user space (`uffd`), the
+//! one test harness of `pfdemo-e2e` and `pfdemo-stress` (`harness`), and a seeded generator for
+//! the stress test and the benchmark's bootstrap (`rng`).
 
 pub mod harness;
 pub mod parse;
 pub mod rng;
 pub mod sys;
+pub mod uffd;
 pub mod walk;
 
 /// What the tools and tests return: a failure is one line saying what went wrong.

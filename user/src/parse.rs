@@ -1,6 +1,7 @@
 //! Parsers for what the module and the kernel print: debugfs `stats`, `frames` and `latency`,
-//! fdinfo, pagemap entries, `/proc/<pid>/stat`, `/proc/meminfo` and `/proc/slabinfo`. Pure
-//! functions, tested on the host.
+//! fdinfo, pagemap entries, `/proc/<pid>/stat`, `/proc/meminfo` and `/proc/slabinfo`, and for
+//! the tour's chapters `/proc/<pid>/maps`, `/proc/zoneinfo`, `/proc/buddyinfo`,
+//! `/proc/kpageflags` bits and `/proc/<pid>/cgroup`. Pure functions, tested on the host.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -210,8 +211,200 @@ impl PagemapEntry {
     }
 }
 
+/// `/proc/kpageflags` (the kernel's `uapi/linux/kernel-page-flags.h`): the page is on an LRU
+/// list, where reclaim finds it.
+pub const KPF_LRU: u64 = 1 << 5;
 /// `/proc/kpageflags`: the page is anonymous memory.
 pub const KPF_ANON: u64 = 1 << 12;
+/// `/proc/kpageflags`: the page is backed by swap (anonymous memory reclaim can swap out).
+/// Bit 14: bit 19 is `KPF_HWPOISON`.
+pub const KPF_SWAPBACKED: u64 = 1 << 14;
+/// `/proc/kpageflags`: the page is the kernel's shared zero page.
+pub const KPF_ZERO_PAGE: u64 = 1 << 24;
+
+/// The names of the `/proc/kpageflags` bits the chapters look at, set in `flags`.
+pub fn kpageflag_names(flags: u64) -> Vec<&'static str> {
+    [
+        (KPF_LRU, "LRU"),
+        (KPF_ANON, "ANON"),
+        (KPF_SWAPBACKED, "SWAPBACKED"),
+        (KPF_ZERO_PAGE, "ZERO_PAGE"),
+    ]
+    .iter()
+    .filter(|(bit, _)| flags & bit != 0)
+    .map(|&(_, name)| name)
+    .collect()
+}
+
+/// One line of `/proc/<pid>/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapsLine {
+    pub start: u64,
+    pub end: u64,
+    /// `rw-p` and the like.
+    pub perms: String,
+    pub offset: u64,
+    /// The path or pseudo-name (`[heap]`, `[stack]`); empty for anonymous memory.
+    pub name: String,
+}
+
+impl MapsLine {
+    pub fn contains(&self, addr: u64) -> bool {
+        self.start <= addr && addr < self.end
+    }
+}
+
+/// Every line of `/proc/<pid>/maps`.
+pub fn parse_maps(text: &str) -> Result<Vec<MapsLine>, ParseError> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (start, end, offset) = parse_maps_range(line)?;
+            // start-end perms offset dev inode [name]: the name may contain spaces.
+            let perms = line
+                .split_whitespace()
+                .nth(1)
+                .ok_or_else(|| bad("maps", line))?;
+            let perms = perms.to_string();
+            let name = line
+                .split_whitespace()
+                .skip(5)
+                .collect::<Vec<_>>()
+                .join(" ");
+            Ok(MapsLine {
+                start,
+                end,
+                perms,
+                offset,
+                name,
+            })
+        })
+        .collect()
+}
+
+/// A memory zone of `/proc/zoneinfo`: the PFN range it spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    pub node: u32,
+    /// `DMA`, `DMA32`, `Normal`, `Movable`, `Device`.
+    pub name: String,
+    pub start_pfn: u64,
+    pub spanned: u64,
+    pub present: u64,
+}
+
+impl Zone {
+    pub fn contains(&self, pfn: u64) -> bool {
+        self.start_pfn <= pfn && pfn < self.start_pfn + self.spanned
+    }
+}
+
+/// The zones of `/proc/zoneinfo` that span pages: a `Node N, zone NAME` header, then
+/// `spanned`, `present` and `start_pfn` lines among the zone's others.
+pub fn parse_zoneinfo(text: &str) -> Result<Vec<Zone>, ParseError> {
+    let mut zones: Vec<Zone> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("Node ") {
+            let (node, zone) = rest
+                .split_once(", zone")
+                .ok_or_else(|| bad("zoneinfo", line))?;
+            zones.push(Zone {
+                node: node.trim().parse().map_err(|_| bad("zoneinfo", line))?,
+                name: zone.trim().to_string(),
+                start_pfn: u64::MAX,
+                spanned: 0,
+                present: 0,
+            });
+            continue;
+        }
+        let mut cols = line.split_whitespace();
+        let (Some(key), Some(value), None) = (cols.next(), cols.next(), cols.next()) else {
+            continue;
+        };
+        let Some(zone) = zones.last_mut() else {
+            continue;
+        };
+        let field = match key {
+            "spanned" => &mut zone.spanned,
+            "present" => &mut zone.present,
+            "start_pfn:" => &mut zone.start_pfn,
+            _ => continue,
+        };
+        *field = value.parse().map_err(|_| bad("zoneinfo", line))?;
+    }
+    if zones
+        .iter()
+        .any(|z| z.spanned > 0 && z.start_pfn == u64::MAX)
+    {
+        return Err(ParseError("zoneinfo: a zone without start_pfn".into()));
+    }
+    zones.retain(|z| z.spanned > 0);
+    if zones.is_empty() {
+        return Err(ParseError("zoneinfo: no zone spans any page".into()));
+    }
+    Ok(zones)
+}
+
+/// One line of `/proc/buddyinfo`: the free blocks of a zone, by order (index 0 = order 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuddyRow {
+    pub node: u32,
+    pub zone: String,
+    pub free: Vec<u64>,
+}
+
+impl BuddyRow {
+    /// The free memory in blocks of `order` and larger, in blocks of `order`: what an
+    /// allocation of that order can take without compaction. Taking one block lowers it by
+    /// one whether the buddy allocator took a free block of `order` or split a larger one.
+    pub fn free_at_least(&self, order: usize) -> u64 {
+        self.free
+            .iter()
+            .enumerate()
+            .skip(order)
+            .map(|(o, n)| n << (o - order))
+            .sum()
+    }
+}
+
+/// `/proc/buddyinfo`: `Node 0, zone   DMA32   3   2 ...` per zone.
+pub fn parse_buddyinfo(text: &str) -> Result<Vec<BuddyRow>, ParseError> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let rest = line
+                .strip_prefix("Node ")
+                .ok_or_else(|| bad("buddyinfo", line))?;
+            let (node, rest) = rest
+                .split_once(", zone")
+                .ok_or_else(|| bad("buddyinfo", line))?;
+            let mut cols = rest.split_whitespace();
+            let zone = cols
+                .next()
+                .ok_or_else(|| bad("buddyinfo", line))?
+                .to_string();
+            let free = cols
+                .map(|c| c.parse().map_err(|_| bad("buddyinfo", line)))
+                .collect::<Result<Vec<u64>, _>>()?;
+            if free.is_empty() {
+                return Err(bad("buddyinfo", line));
+            }
+            Ok(BuddyRow {
+                node: node.trim().parse().map_err(|_| bad("buddyinfo", line))?,
+                zone,
+                free,
+            })
+        })
+        .collect()
+}
+
+/// The cgroup v2 path of `/proc/<pid>/cgroup` (its `0::/path` line).
+pub fn parse_cgroup2_path(text: &str) -> Result<String, ParseError> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+        .ok_or_else(|| ParseError("cgroup: no cgroup v2 (0::) line".into()))
+}
 
 /// The start, end and file offset of a `/proc/<pid>/maps` line.
 pub fn parse_maps_range(line: &str) -> Result<(u64, u64, u64), ParseError> {
@@ -378,6 +571,84 @@ pub fn kernel_pointers(text: &str) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_lines_with_and_without_names() {
+        let text = "55d0c000-55d2d000 rw-p 00000000 00:00 0                          [heap]\n\
+                    7f1200000000-7f1200101000 rw-p 00000000 00:00 0 \n\
+                    7f1300000000-7f1300002000 r--s 00003000 00:05 12 /dev/rust pagefault\n";
+        let lines = parse_maps(text).unwrap();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].name, "[heap]");
+        assert_eq!((lines[0].start, lines[0].end), (0x55d0c000, 0x55d2d000));
+        assert!(lines[0].contains(0x55d0c000) && !lines[0].contains(0x55d2d000));
+        assert_eq!(lines[1].name, "");
+        assert_eq!(lines[1].perms, "rw-p");
+        assert_eq!(lines[2].name, "/dev/rust pagefault");
+        assert_eq!((lines[2].perms.as_str(), lines[2].offset), ("r--s", 0x3000));
+        assert!(parse_maps("zz-1 rw-p 0 0 0\n").is_err());
+    }
+
+    #[test]
+    fn zoneinfo_ranges() {
+        let text = "Node 0, zone      DMA\n  pages free     0\n        spanned  0\n        present  0\n\
+                    Node 0, zone    DMA32\n  pages free     3977\n        min      21\n        spanned  524128\n        present  524128\n  \
+                    pagesets\n    cpu: 0\n              count: 10\n  node_unreclaimable:  0\n  start_pfn:           1\n\
+                    Node 0, zone   Normal\n        spanned  262144\n        present  262144\n  start_pfn:           1048576\n";
+        let zones = parse_zoneinfo(text).unwrap();
+        assert_eq!(zones.len(), 2, "the empty DMA zone is left out");
+        assert_eq!(
+            zones[0],
+            Zone {
+                node: 0,
+                name: "DMA32".into(),
+                start_pfn: 1,
+                spanned: 524128,
+                present: 524128
+            }
+        );
+        assert!(zones[0].contains(0x3807) && !zones[0].contains(524129));
+        assert!(zones[1].contains(1048576) && zones[1].name == "Normal");
+        assert!(parse_zoneinfo("").is_err());
+        assert!(parse_zoneinfo("Node x, zone DMA32\n spanned 4\n start_pfn: 1\n").is_err());
+        assert!(parse_zoneinfo("Node 0, zone DMA32\n spanned 4\n").is_err());
+    }
+
+    #[test]
+    fn buddyinfo_rows_and_free_blocks() {
+        let text = "Node 0, zone    DMA32      7      5      2      4      3      2      1      1      0      2    480 \n";
+        let rows = parse_buddyinfo(text).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].node, rows[0].zone.as_str()), (0, "DMA32"));
+        assert_eq!(rows[0].free.len(), 11);
+        // Order 9: 2 blocks, order 10: 480 blocks of two order-9 blocks each.
+        assert_eq!(rows[0].free_at_least(9), 2 + 480 * 2);
+        assert_eq!(rows[0].free_at_least(10), 480);
+        assert!(parse_buddyinfo("Node 0, zone DMA32 1 x\n").is_err());
+        assert!(parse_buddyinfo("zone DMA32 1\n").is_err());
+    }
+
+    #[test]
+    fn kpageflags_bits_are_the_uapi_ones() {
+        assert_eq!(KPF_LRU, 0x20);
+        assert_eq!(KPF_SWAPBACKED, 0x4000);
+        assert_eq!(KPF_ZERO_PAGE, 0x100_0000);
+        assert_eq!(
+            kpageflag_names(KPF_LRU | KPF_ANON | KPF_SWAPBACKED | (1 << 4)),
+            ["LRU", "ANON", "SWAPBACKED"]
+        );
+        assert!(kpageflag_names(1 << 10).is_empty());
+    }
+
+    #[test]
+    fn cgroup2_path() {
+        assert_eq!(parse_cgroup2_path("0::/\n").unwrap(), "/");
+        assert_eq!(
+            parse_cgroup2_path("1:name=systemd:/x\n0::/user.slice/a b\n").unwrap(),
+            "/user.slice/a b"
+        );
+        assert!(parse_cgroup2_path("1:memory:/x\n").is_err());
+    }
 
     #[test]
     fn stats_parse_and_delta() {

@@ -1,6 +1,6 @@
 //! System access: the device, its debugfs files, mappings (the crate's one `mmap(2)` call),
-//! pagemap, fdinfo, `/proc/self/stat`, `/proc/meminfo`, the kernel log, and loading and
-//! unloading the module.
+//! pagemap, fdinfo, `/proc/self/stat`, `/proc/meminfo`, `/proc/kpageflags`, `/proc/self/maps`,
+//! the kernel log, and loading and unloading the module.
 
 use crate::parse::{self, FdInfo, FrameRow, PagemapEntry, Stats};
 use std::fs::{self, File, OpenOptions};
@@ -114,6 +114,19 @@ pub fn reload_module(path: &str, params: &[&str]) -> Result<(), i32> {
 pub fn meminfo_kb(name: &str) -> io::Result<u64> {
     let text = fs::read_to_string("/proc/meminfo")?;
     parse::meminfo_kb(&text, name).map_err(invalid)
+}
+
+/// The `/proc/kpageflags` word of frame `pfn` (bits in [`parse::KPF_ANON`] and its siblings).
+pub fn kpageflags(pfn: u64) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut raw = [0u8; 8];
+    File::open("/proc/kpageflags")?.read_exact_at(&mut raw, pfn * 8)?;
+    Ok(u64::from_le_bytes(raw))
+}
+
+/// This process's mappings, `/proc/self/maps`.
+pub fn read_maps() -> io::Result<Vec<parse::MapsLine>> {
+    parse::parse_maps(&fs::read_to_string("/proc/self/maps")?).map_err(invalid)
 }
 
 pub fn read_stats() -> io::Result<Stats> {
@@ -289,6 +302,20 @@ impl Mapping {
             prot,
             flags,
         )
+    }
+
+    /// `pages` pages of private anonymous memory, read-write, in 4 KiB pages only
+    /// (`MADV_NOHUGEPAGE`): one fault per page touched, as the tour and its chapters count.
+    pub fn anonymous_4k(pages: usize) -> io::Result<Self> {
+        let map = Self::new(
+            None,
+            pages,
+            0,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE,
+        )?;
+        map.madvise(libc::MADV_NOHUGEPAGE)?;
+        Ok(map)
     }
 
     /// `mmap(2)` with the arguments as they are: a length and a byte offset that need not be
@@ -478,6 +505,14 @@ impl StatSampler {
         let text = std::str::from_utf8(sample)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         parse::meminfo_kb(text, "VmPTE").map_err(invalid)
+    }
+
+    /// The calling thread's own counters (`/proc/thread-self/stat`), not the whole
+    /// process's: for a toucher whose faults another thread of the process resolves.
+    pub fn open_thread() -> io::Result<Self> {
+        Ok(Self {
+            file: File::open("/proc/thread-self/stat")?,
+        })
     }
 
     /// Reads the file into `buf` (which the caller has already written, so the kernel's copy

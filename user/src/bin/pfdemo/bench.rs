@@ -26,6 +26,7 @@ mod measure;
 mod profile;
 mod report;
 mod sweep;
+mod uffd;
 
 use interval::{bootstrap, paired, Interval};
 use measure::{clock_resolution_ns, measure, metadata_per_frame, Sample};
@@ -126,6 +127,8 @@ pub enum Mode {
     DeviceHuge,
     /// Writing the same bytes into memory that is already mapped: the zeroing floor.
     Memset,
+    /// Anonymous memory whose missing faults a userfaultfd handler thread resolves.
+    Uffd,
 }
 
 impl Mode {
@@ -138,6 +141,7 @@ impl Mode {
             Mode::DeviceBatch => "device-batch",
             Mode::DeviceHuge => "device-huge",
             Mode::Memset => "memset",
+            Mode::Uffd => "uffd",
         }
     }
 
@@ -246,6 +250,7 @@ pub fn run(args: Args) -> Res {
         Mode::Device,
         Mode::DeviceBatch,
         Mode::DeviceHuge,
+        Mode::Uffd,
         Mode::Memset,
     ];
     if thp.contains("[never]") || thp == "unknown" {

@@ -2,7 +2,8 @@
 //! at what rust_pagefault_demo did.
 //!
 //! This file is the command line and its dispatch; each subcommand lives in a file of its
-//! own with its options (`tour`, `touch`, `frames`, `stats`, `verify`, `walk`, `bench`), and
+//! own with its options (`tour`, with its chapters in `chapters`, `touch`, `frames`, `stats`,
+//! `verify`, `walk`, `bench`), and
 //! `picture.rs` draws a mapping for the tour and `touch`. Exit status: 0, 1 when a command
 //! fails (a line on stderr says why), 2 when the environment lacks the module, root or
 //! debugfs (one line, with the fix).
@@ -12,6 +13,7 @@ use pfdemo::sys;
 use std::process::ExitCode;
 
 mod bench;
+mod chapters;
 mod frames;
 mod picture;
 mod stats;

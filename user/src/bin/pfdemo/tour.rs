@@ -9,18 +9,21 @@
 mod anon;
 mod device;
 mod mmu;
-mod record;
+pub(crate) mod record;
 
 use crate::verify::verify_pid;
 use pfdemo::harness::in_child;
 use pfdemo::parse::{FrameIndex, Stats};
-use pfdemo::sys::{self, Device, Mapping, Pagemap};
+use pfdemo::sys::{self, Device, Mapping, Pagemap, StatSampler};
 use pfdemo::walk::{walk, Walk, WalkReply};
 use pfdemo::{io, Res};
 use record::Tour;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// A chapter past the eight steps, or `all` of them (without one: the eight steps).
+    #[arg(value_enum)]
+    pub chapter: Option<crate::chapters::Chapter>,
     /// Pages to touch on each side (device and anonymous memory).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub pages: u64,
@@ -47,6 +50,12 @@ struct Walked {
     handled: i64,
 }
 
+/// The minor-fault counter right before and right after `access` (the library's
+/// [`StatSampler::minflt_around`], as a [`Res`]).
+pub(crate) fn minflt_around(sampler: &StatSampler, access: impl FnOnce()) -> Res<(u64, u64)> {
+    io("stat", sampler.minflt_around(access))
+}
+
 pub(super) fn delta_of(after: &Stats, before: &Stats, name: &str) -> Res<i64> {
     after.change(before, name).map_err(|e| e.to_string())
 }
@@ -56,6 +65,9 @@ pub(super) fn pfn_text(pfn: Option<u64>) -> String {
 }
 
 pub fn run(args: &Args) -> Res {
+    if let Some(chapter) = args.chapter {
+        return crate::chapters::run(chapter, args.check, args.json);
+    }
     let pages = args.pages as usize;
     let mut t = Tour::new(args.json, args.json_out.clone());
     let mut pm = io("open pagemap", Pagemap::open())?;

@@ -202,6 +202,9 @@ pub fn measure(
             };
             timed(threads, profile, |t| touch(&map, t * per, (t + 1) * per))
         }
+        Mode::Uffd => super::uffd::with_handler(pages, |map| {
+            timed(threads, profile, |t| touch(map, t * per, (t + 1) * per))
+        }),
         Mode::DeviceSeparate => {
             let maps = (0..threads)
                 .map(|_| {
