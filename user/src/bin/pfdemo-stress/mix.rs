@@ -3,8 +3,9 @@
 //! Fault threads write and check their own words on an aligned shared mapping and drop its
 //! page-table entries (`MADV_DONTNEED`) so that every range faults again and again, while a
 //! toggler thread flips what the core decides per fault: the process's `PR_SET_THP_DISABLE`
-//! (4 KiB faults only) and `MADV_NOHUGEPAGE`/`MADV_HUGEPAGE` on parts of the mapping (which
-//! also splits the VMA). Two faults in one range may then disagree, one mapping a page table
+//! (4 KiB faults only), `MADV_NOHUGEPAGE`/`MADV_HUGEPAGE` on parts of the mapping (which
+//! also splits the VMA), and a VMA split in the middle of a 2 MiB range and its merge
+//! (`MADV_DONTFORK`/`MADV_DOFORK` on half a range), which splits a PMD leaf there. Two faults in one range may then disagree, one mapping a page table
 //! and the other a PMD, each under the VMA's read lock only: the module must fall back or
 //! map nothing, never trip the core's checks (`make test-debug` scans the log for any
 //! report). Bounded by `--seconds`; the frames' contents must survive.
@@ -85,6 +86,25 @@ pub fn mix(args: &MixArgs) -> ! {
                 };
                 // SAFETY: a range inside our own mapping; the advice only changes VMA flags.
                 unsafe { libc::madvise(map.addr(r * 512) as *mut libc::c_void, TWO_MIB, advice) };
+                // Split a VMA in the middle of a 2 MiB range, and merge it back: a split there
+                // splits a PMD leaf (as an mprotect of half a range would, but the writers'
+                // access stays allowed). MADV_DONTFORK changes only VM_DONTCOPY.
+                let split = match n % 4 {
+                    1 => Some(libc::MADV_DONTFORK),
+                    3 => Some(libc::MADV_DOFORK),
+                    _ => None,
+                };
+                if let Some(advice) = split {
+                    // SAFETY: the upper half of a range inside our own mapping; only the
+                    // VMA's flags change.
+                    unsafe {
+                        libc::madvise(
+                            map.addr(r * 512 + 256) as *mut libc::c_void,
+                            TWO_MIB / 2,
+                            advice,
+                        )
+                    };
+                }
                 toggles.fetch_add(1, Relaxed);
                 std::thread::sleep(Duration::from_micros(200));
             }
