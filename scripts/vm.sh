@@ -30,7 +30,8 @@ if [ "${RPD_KVM:-0}" = 1 ]; then
 fi
 # log_buf_len: the whole kernel log of a test run (the debug kernel's is long) must survive in
 # the printk buffer until the guest dumps it at the end, where the host scans it for reports.
-append="console=ttyS0 rpd.mode=$mode panic=-1 oops=panic log_buf_len=16M ${VM_APPEND:-}"
+# rpd.flavour tells the guest's tests which kernel they run on (Debian's lacks some options).
+append="console=ttyS0 rpd.mode=$mode rpd.flavour=$FLAVOUR panic=-1 oops=panic log_buf_len=16M ${VM_APPEND:-}"
 # Arguments for the guest's program (e.g. the benchmark's), with ';' for spaces on the kernel
 # command line (commas stay: '--modes anon,device' is one argument).
 if [ -n "${RPD_GUEST_ARGS:-}" ]; then

@@ -149,13 +149,25 @@ fn first_touch_is_not_retried_under_the_mmap_lock() -> Check {
             })
             .filter(|(name, _)| name.starts_with("vma_lock_"))
             .collect();
-        ensure!(
-            counts.contains_key("vma_lock_retry") && counts.contains_key("vma_lock_success"),
-            "/proc/vmstat has no vma_lock_retry/vma_lock_success: the kernel needs \
-             CONFIG_PER_VMA_LOCK_STATS (qemu/kernel.config)"
-        );
         Ok(counts)
     };
+    // The project's kernels count VMA-lock retries (CONFIG_PER_VMA_LOCK_STATS, in
+    // qemu/kernel.config); Debian's stock kernel does not, so there only the handler calls
+    // and the kernel's minor faults are checked, and the output says so.
+    let counted = vmstat()?.contains_key("vma_lock_retry");
+    let debian = std::fs::read_to_string("/proc/cmdline")
+        .map(|c| c.split_whitespace().any(|w| w == "rpd.flavour=debian"))
+        .unwrap_or(false);
+    ensure!(
+        counted || debian,
+        "/proc/vmstat has no vma_lock_retry/vma_lock_success: the kernel needs \
+         CONFIG_PER_VMA_LOCK_STATS (qemu/kernel.config)"
+    );
+    if !counted {
+        println!(
+            "# Debian's kernel has no CONFIG_PER_VMA_LOCK_STATS: VMA-lock retries not counted"
+        );
+    }
     let dev = io("open", Device::open())?;
     let k = prefault()?;
     // One touch every `k` pages (and every 512 with huge frames, a frame each), so that each
@@ -180,21 +192,23 @@ fn first_touch_is_not_retried_under_the_mmap_lock() -> Check {
     let moved = |name: &str| v1.get(name).unwrap_or(&0) - v0.get(name).unwrap_or(&0);
     // The claim is the `map_pages` hook's; with the hook switched off (`map_pages=0`) the
     // kernel must show the opposite: every first touch refused under the VMA lock, retried.
-    if stat(&before, "map_pages")? == 1 {
-        ensure!(
-            moved("vma_lock_retry") == 0 && moved("vma_lock_success") >= TOUCHES as u64,
-            "{TOUCHES} first touches: vma_lock_success +{}, vma_lock_retry +{} (expected \
-             +{TOUCHES} or more, +0)",
-            moved("vma_lock_success"),
-            moved("vma_lock_retry")
-        );
-    } else {
-        ensure!(
-            moved("vma_lock_retry") >= TOUCHES as u64,
-            "map_pages=0: {TOUCHES} first touches, vma_lock_retry +{} (expected +{TOUCHES} or \
-             more: each refused under the VMA lock)",
-            moved("vma_lock_retry")
-        );
+    if counted {
+        if stat(&before, "map_pages")? == 1 {
+            ensure!(
+                moved("vma_lock_retry") == 0 && moved("vma_lock_success") >= TOUCHES as u64,
+                "{TOUCHES} first touches: vma_lock_success +{}, vma_lock_retry +{} (expected \
+                 +{TOUCHES} or more, +0)",
+                moved("vma_lock_success"),
+                moved("vma_lock_retry")
+            );
+        } else {
+            ensure!(
+                moved("vma_lock_retry") >= TOUCHES as u64,
+                "map_pages=0: {TOUCHES} first touches, vma_lock_retry +{} (expected +{TOUCHES} or \
+                 more: each refused under the VMA lock)",
+                moved("vma_lock_retry")
+            );
+        }
     }
     ensure!(
         minor == TOUCHES as u64,
