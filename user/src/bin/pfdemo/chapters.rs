@@ -157,11 +157,11 @@ fn in_child<T>(
     parent_side: impl FnOnce(&[u64]) -> Res<T>,
 ) -> Res<T> {
     let (mut report, mut hold) = ([0i32; 2], [0i32; 2]);
-    // SAFETY: two valid arrays of two descriptors for pipe(2) to fill.
-    if unsafe { libc::pipe(report.as_mut_ptr()) } != 0
-        || unsafe { libc::pipe(hold.as_mut_ptr()) } != 0
-    {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    for fds in [&mut report, &mut hold] {
+        // SAFETY: a valid array of two descriptors for pipe(2) to fill.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+        }
     }
     let in_the_child = || {
         let bytes: Vec<u8> = work().iter().flat_map(|w| w.to_le_bytes()).collect();

@@ -134,8 +134,8 @@ fn task(kind: Kind, pages: usize, ctl: &Control, slot: usize) -> Res {
         None
     };
     // SAFETY: gettid has no preconditions.
-    ctl.tid(slot)
-        .store(unsafe { libc::gettid() } as u64, Relaxed);
+    let tid = unsafe { libc::gettid() };
+    ctl.tid(slot).store(tid as u64, Relaxed);
     ctl.word(Control::READY).fetch_add(1, Relaxed);
     while ctl.word(Control::GO).load(Relaxed) == 0 {
         std::hint::spin_loop();
