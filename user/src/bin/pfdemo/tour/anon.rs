@@ -54,9 +54,7 @@ pub fn walk(t: &mut Tour, pm: &mut Pagemap, samplers: &Samplers, pages: usize) -
             "\n  touching page {i} (va {:#x}): *va = {value:#x}",
             anon.addr(i)
         ));
-        touch.show_indices(t, "anon");
-        t.no_entry_before("anon", &entry0);
-        touch.show_stop(t, "anon");
+        touch.show_before(t, "anon", &entry0);
         t.step(
             "anon",
             5,

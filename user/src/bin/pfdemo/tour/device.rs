@@ -171,9 +171,7 @@ impl Walk<'_> {
                 "page {i} of the range, page offset {i} in the file; the failed translation reached the module as a {kind} +{moved})"
             ),
         );
-        touch.show_indices(t, "device");
-        t.no_entry_before("device", &entry0);
-        touch.show_stop(t, "device");
+        touch.show_before(t, "device", &entry0);
         t.step(
             "device",
             5,

@@ -6,6 +6,7 @@
 //! store went through (step 8).
 
 use super::record::Tour;
+use pfdemo::parse::PagemapEntry;
 use pfdemo::sys::{page_size, Pagemap, StatSampler};
 use pfdemo::walk::{bits, walk, End, Walk};
 use pfdemo::{io, Res};
@@ -104,6 +105,14 @@ impl Touch {
             .into_iter()
             .filter(|t| !before.contains(t))
             .collect()
+    }
+
+    /// Steps 3 and 4 of either side, before the store: the address's indices and the tables
+    /// read, pagemap's empty entry (`entry`), and where the walk stops.
+    pub fn show_before(&self, t: &mut Tour, side: &'static str, entry: &PagemapEntry) {
+        self.show_indices(t, side);
+        t.no_entry_before(side, entry);
+        self.show_stop(t, side);
     }
 
     /// Step 3: the address split into its indices, and the tables the MMU reads with them.
