@@ -1,9 +1,11 @@
 //! Shared code of `pfdemo` and the in-VM tests: parsers for what the module and the kernel
 //! print (`parse`), thin wrappers around the system calls the tools make (`sys`), the module's
-//! page-table walk and its decoding (`walk`), a page-fault handler in user space (`uffd`), the
+//! page-table walk and its decoding (`walk`), the flight recorder's records and a reader of
+//! them (`events`), a page-fault handler in user space (`uffd`), the
 //! one test harness of `pfdemo-e2e` and `pfdemo-stress` (`harness`), and a seeded generator for
 //! the stress test and the benchmark's bootstrap (`rng`).
 
+pub mod events;
 pub mod harness;
 pub mod parse;
 pub mod rng;

@@ -601,3 +601,15 @@ impl Kmsg {
         Ok(out)
     }
 }
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock of the module's `events` time stamps
+/// (`ktime_get_ns`) and of tracefs's `mono` trace clock.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
