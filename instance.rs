@@ -157,12 +157,21 @@ impl MiscDevice for Instance {
     type Ptr = Arc<Instance>;
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Instance>> {
+        // Every error here is a failed allocation: counted, so that a test injecting them can
+        // tell the module's ENOMEM from the kernel's.
+        let nomem = |e: Error| {
+            STATS.add(Counter::OpenNomem, 1);
+            e
+        };
         // Charged to the opener's memory cgroup, like the frame tables' directories in it.
-        let instance = Arc::pin_init(Instance::new(), GFP_KERNEL_ACCOUNT)?;
+        let instance = Arc::pin_init(Instance::new(), GFP_KERNEL_ACCOUNT).map_err(nomem)?;
         // Counted now, so that dropping it (below, if the list cannot grow) balances.
         STATS.add(Counter::Instances, 1);
         STATS.add(Counter::InstancesOpened, 1);
-        INSTANCES.lock().push(instance.clone(), GFP_KERNEL)?;
+        INSTANCES
+            .lock()
+            .push(instance.clone(), GFP_KERNEL)
+            .map_err(|e| nomem(e.into()))?;
         Ok(instance)
     }
 

@@ -215,6 +215,9 @@ impl<T: ForeignOwnable + Send> Drop for OnceArray<T> {
                     drop(unsafe { T::from_foreign(ptr) });
                 }
             }
+            // Up to 16M frames (64 GiB) may go here: a chance to reschedule after each leaf
+            // of them, as the core's own zap loops give.
+            crate::vm::cond_resched();
         }
     }
 }

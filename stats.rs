@@ -75,6 +75,10 @@ counters! {
     Instances => "instances",
     /// Instances opened since the module was loaded.
     InstancesOpened => "instances_opened",
+    /// `open` calls refused with `ENOMEM` because the module could not allocate the instance,
+    /// its frame tables' directories or its place in the instance list: the module's share of
+    /// the `ENOMEM`s an `open` can get (the kernel's own file allocation is the rest).
+    OpenNomem => "open_nomem",
     /// `mmap` calls refused.
     MmapRefused => "mmap_refused",
     /// Pages mapped by faults besides the faulting page (`prefault` > 1).
@@ -322,7 +326,8 @@ mod tests {
             b"faults 3\nread_faults 1\nwrite_faults 2\nframes_allocated 0\nframes_freed 0\n\
               frames_discarded 0\n\
               sigbus 0\noom 0\nno_huge_frame 0\ninstances 0\ninstances_opened 0\n\
-              mmap_refused 0\nprefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\nhandler_ns 0\n\
+              open_nomem 0\nmmap_refused 0\nprefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\n\
+              handler_ns 0\n\
               frames_live 1\nmetadata_bytes 4096\nmax_total_pages 9\nprefault 1\nhuge 0\n\
               map_pages 1\nlatency 1\ninsert_pages 0\n"
         );

@@ -11,7 +11,8 @@
 //! - [`fault`]: the `vm_operations_struct` and the fault entry points.
 //! - [`frame`]: owned, zeroed frames and borrowed views of them.
 //! - [`insert`]: mapping pages, one at a time or in batches.
-//! - [`mm`]: what the module reads of the mm: a VMA's page offset, the RAM size.
+//! - [`mm`]: what the module reads of the mm: a VMA's page offset, the RAM size; and
+//!   `cond_resched`.
 //! - [`pgtable`]: the x86-64 page-table entry format, decoded.
 //! - [`walk`]: the page-table walk of an address of the current process.
 //!
@@ -44,6 +45,7 @@ pub(crate) use insert::{
     PageBatch, //
 };
 pub(crate) use mm::{
+    cond_resched,
     pgoff,
     ram_pages, //
 };

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What the module reads of the memory-management state: a new VMA's page offset, the
-//! machine's RAM.
+//! machine's RAM; and the scheduler's `cond_resched`, for the long loop that frees an
+//! instance's frames.
 //!
 //! Calling context: the `mmap` hook for the page offset (the new VMA is the caller's alone),
-//! any process context for the RAM size.
+//! any process context for the RAM size, process context that may sleep for
+//! [`cond_resched`].
 
 use kernel::{
     bindings,
@@ -30,4 +32,23 @@ pub(crate) fn ram_pages() -> usize {
     };
     // `totalram` is in units of `mem_unit` bytes, which is the page size.
     info.totalram
+}
+
+/// Lets another task run if one is waiting: the C `cond_resched()`, for a long loop in
+/// process context (freeing the frames of a large instance, up to 16M of them) on a kernel
+/// whose preemption does not already do it.
+///
+/// The C macro calls `__cond_resched` where the kernel has no preemption or chooses it at
+/// boot (`PREEMPT_DYNAMIC`, Debian's kernels); with full preemption built in (the VM's
+/// kernels) it does nothing, for preemption needs no such points. Calling `__cond_resched`
+/// directly under `PREEMPT_DYNAMIC` is what its `none` and `voluntary` modes do; in `full`
+/// mode it only finds that no reschedule is pending at a preemptible point, or schedules.
+pub(crate) fn cond_resched() {
+    kernel::task::might_sleep();
+    #[cfg(any(not(CONFIG_PREEMPTION), CONFIG_PREEMPT_DYNAMIC))]
+    // SAFETY: `__cond_resched` may be called in any context that may sleep, which callers of
+    // this function are in (its documentation; `might_sleep` checks it on debug kernels).
+    unsafe {
+        bindings::__cond_resched()
+    };
 }
