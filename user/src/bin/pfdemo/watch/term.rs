@@ -1,12 +1,15 @@
 //! The terminal side of `pfdemo watch`: raw mode and the alternate screen for the time of
 //! the watch, a frame every interval, the keys, and the terminal given back as it was on every
 //! way out (`q`, Ctrl-C, `--frames`, an error, a panic, SIGTERM or SIGHUP).
+//!
+//! Keys are read from stdin with poll(2), and a resize is a SIGWINCH: crossterm's event
+//! reader registers its signal pipe through a Unix socket pair, and the VM kernel has no
+//! networking (socketpair is ENOSYS there). Raw mode is only termios, so crossterm does that.
 
 use super::source::Source;
 use super::view::{self, Glyphs};
 use pfdemo::Res;
 use ratatui::backend::CrosstermBackend;
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::crossterm::{cursor, execute, terminal};
 use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
@@ -17,9 +20,68 @@ use std::time::{Duration, Instant};
 /// Set by SIGTERM, SIGHUP or SIGINT: the loop ends and the terminal is restored, where the
 /// default action would leave it raw and on the alternate screen.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by SIGWINCH: the terminal changed its size, draw again at once.
+static RESIZED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn stop(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+extern "C" fn on_signal(sig: libc::c_int) {
+    if sig == libc::SIGWINCH {
+        RESIZED.store(true, Ordering::Relaxed);
+    } else {
+        STOP.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a key read from the terminal asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Key {
+    Quit,
+    Other,
+    None,
+}
+
+/// Waits up to `timeout` for keys on stdin: `q` or Ctrl-C (a 0x03 byte: raw mode turns off
+/// the terminal's own signal for it) quit.
+fn read_key(timeout: Duration) -> Res<Key> {
+    let mut pfd = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            std::io::ErrorKind::Interrupted => Ok(Key::None),
+            _ => Err(format!("poll stdin: {e}")),
+        };
+    }
+    if n == 0 {
+        return Ok(Key::None);
+    }
+    if pfd.revents & (libc::POLLHUP | libc::POLLERR) != 0 && pfd.revents & libc::POLLIN == 0 {
+        return Err("the terminal went away (hang-up on stdin)".into());
+    }
+    let mut buf = [0u8; 64];
+    // SAFETY: reading into a local buffer of that size.
+    let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock => Ok(Key::None),
+            _ => Err(format!("read stdin: {e}")),
+        };
+    }
+    Ok(classify(&buf[..n as usize]))
+}
+
+/// The keys of one read: any `q` or Ctrl-C among them quits.
+fn classify(bytes: &[u8]) -> Key {
+    match bytes {
+        [] => Key::None,
+        _ if bytes.iter().any(|b| *b == b'q' || *b == 0x03) => Key::Quit,
+        _ => Key::Other,
+    }
 }
 
 /// Puts the terminal back: out of raw mode, off the alternate screen, the cursor shown.
@@ -77,9 +139,9 @@ pub fn run(source: &mut Source, glyphs: &Glyphs, interval: Duration, frames: Opt
     }
     // The first frame's data before the screen changes: an error then prints as usual.
     let mut snapshot = source.sample()?;
-    for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
-        // SAFETY: `stop` only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(sig, stop as *const () as libc::sighandler_t) };
+    for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGWINCH] {
+        // SAFETY: `on_signal` only stores to atomics, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
     }
     pfdemo::io("raw mode", terminal::enable_raw_mode())?;
     let _restore = Restore;
@@ -122,25 +184,29 @@ pub fn run(source: &mut Source, glyphs: &Glyphs, interval: Duration, frames: Opt
             if left.is_zero() {
                 break;
             }
+            if RESIZED.swap(false, Ordering::Relaxed) {
+                break;
+            }
             // At most 100 ms at a time, so that a signal is seen soon.
-            if pfdemo::io(
-                "poll keys",
-                event::poll(left.min(Duration::from_millis(100))),
-            )? {
-                match pfdemo::io("read keys", event::read())? {
-                    Event::Key(k) if k.kind == KeyEventKind::Press => {
-                        let ctrl_c = k.code == KeyCode::Char('c')
-                            && k.modifiers.contains(KeyModifiers::CONTROL);
-                        if k.code == KeyCode::Char('q') || ctrl_c {
-                            return Ok(());
-                        }
-                    }
-                    // Redraw at the new size at once.
-                    Event::Resize(..) => break,
-                    _ => {}
-                }
+            if read_key(left.min(Duration::from_millis(100)))? == Key::Quit {
+                return Ok(());
             }
         }
         snapshot = source.sample()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q_and_ctrl_c_quit_other_keys_do_not() {
+        assert_eq!(classify(b"q"), Key::Quit);
+        assert_eq!(classify(b"\x03"), Key::Quit);
+        assert_eq!(classify(b"x\x1b[Aq"), Key::Quit);
+        assert_eq!(classify(b"\x1b[A"), Key::Other);
+        assert_eq!(classify(b"Q"), Key::Other);
+        assert_eq!(classify(b""), Key::None);
     }
 }
