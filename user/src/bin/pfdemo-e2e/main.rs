@@ -23,6 +23,7 @@ mod refusals;
 mod sharing;
 mod tools;
 mod walk;
+mod watch;
 
 use expect::BAD_INPUTS;
 use pfdemo::harness::{self, base_params, Case, Tap};
@@ -39,6 +40,7 @@ const GROUPS: &[&[Case]] = &[
     huge::CASES,
     memcg::CASES,
     walk::CASES,
+    watch::CASES,
     tools::CASES,
     loading::CASES,
 ];
@@ -49,7 +51,14 @@ fn main() {
         std::process::exit(2);
     }
     assert_eq!(page_size(), 4096, "the tests assume 4 KiB pages");
-    let cases: Vec<Case> = GROUPS.concat();
+    // Arguments pick the cases whose names contain one of them (a targeted run in the VM:
+    // RPD_GUEST_ARGS="pfdemo-e2e watch"); none: every case.
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let cases: Vec<Case> = GROUPS
+        .concat()
+        .into_iter()
+        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| name.contains(o.as_str())))
+        .collect();
     let mut tap = Tap::new("e2e");
     tap.plan(cases.len());
     println!("# module parameters: {:?}", base_params());
