@@ -341,14 +341,17 @@ pub fn render(area: Rect, buf: &mut Buffer, s: &Snapshot, g: &Glyphs) {
         Constraint::Length(faults_height(area.height)),
     ])
     .areas(area);
+    // What matters first, for a narrow terminal: the settings come last.
     let mut line = format!(
-        "pfdemo watch: {}  every {} ms  {}  q quits",
-        s.target, s.interval_ms, s.settings
+        "pfdemo watch: {}  q quits  every {} ms",
+        s.target, s.interval_ms
     );
     if let Some(note) = &s.status_note {
         line.push_str("  ");
         line.push_str(note);
     }
+    line.push_str("  ");
+    line.push_str(&s.settings);
     Paragraph::new(line)
         .style(Style::new().add_modifier(Modifier::REVERSED))
         .render(status, buf);
