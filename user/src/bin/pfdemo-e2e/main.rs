@@ -12,6 +12,7 @@
 //! groups that reload the module last (`tools`, then `loading`, where all but one case
 //! reloads it). `RPD_PARAMS` gives every load its parameters, `RPD_MODULE` the module file.
 
+mod events;
 mod expect;
 mod files;
 mod huge;
@@ -40,6 +41,7 @@ const GROUPS: &[&[Case]] = &[
     huge::CASES,
     memcg::CASES,
     walk::CASES,
+    events::CASES,
     watch::CASES,
     tools::CASES,
     loading::CASES,
@@ -51,13 +53,12 @@ fn main() {
         std::process::exit(2);
     }
     assert_eq!(page_size(), 4096, "the tests assume 4 KiB pages");
-    // Arguments pick the cases whose names contain one of them (a targeted run in the VM:
-    // RPD_GUEST_ARGS="pfdemo-e2e watch"); none: every case.
-    let only: Vec<String> = std::env::args().skip(1).collect();
+    // RPD_E2E_ONLY=<text>: only the cases whose name contains it (for trying one group).
+    let only = std::env::var("RPD_E2E_ONLY").unwrap_or_default();
     let cases: Vec<Case> = GROUPS
         .concat()
         .into_iter()
-        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| name.contains(o.as_str())))
+        .filter(|(name, _)| name.contains(&only))
         .collect();
     let mut tap = Tap::new("e2e");
     tap.plan(cases.len());
