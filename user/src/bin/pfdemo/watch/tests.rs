@@ -53,6 +53,7 @@ fn snapshot(regions: Vec<Region>) -> Snapshot {
         counters: vec![
             ("faults".into(), 12, None),
             ("write_faults".into(), 7, Some(4.0)),
+            ("read_faults".into(), 5, Some(0.0)),
         ],
         settings: "prefault=1 huge=0".into(),
         latency: vec![(1024, 3), (2048, 12), (4096, 6)],
@@ -173,6 +174,8 @@ fn counters_show_their_change_per_second_and_the_histogram_its_bars() {
     assert!(faults.contains("12"), "{faults}");
     let writes = lines.iter().find(|l| l.contains("write_faults")).unwrap();
     assert!(writes.contains("+4/s"), "{writes}");
+    let reads = lines.iter().find(|l| l.contains("read_faults")).unwrap();
+    assert!(reads.contains(" 5") && !reads.contains("/s"), "{reads}");
     let bar = |le: &str| {
         let l = lines.iter().find(|l| l.contains(le)).unwrap();
         l.chars().filter(|c| *c == '#').count()
@@ -415,4 +418,21 @@ fn a_pid_shows_the_pages_its_page_tables_map() {
     drop(map);
     let gone = source.sample().unwrap();
     assert!(gone.map_note.unwrap().contains("maps no part"));
+}
+
+#[test]
+fn every_latency_bucket_shows_beside_many_counters() {
+    let mut s = snapshot(vec![region(pattern(8, &[]))]);
+    s.counters = (0..30).map(|i| (format!("counter{i}"), i, None)).collect();
+    s.latency = (10..18).map(|b| (1u64 << b, b)).collect();
+    let lines = drawn(&s, &Glyphs::ASCII, 80, 24);
+    for (le, _) in &s.latency {
+        let label = format!("{le:>9} ns");
+        assert!(
+            lines.iter().any(|l| l.contains(&label)),
+            "no bucket {le}:\n{}",
+            lines.join("\n")
+        );
+    }
+    assert!(lines.iter().any(|l| l.contains("counter0 ")));
 }

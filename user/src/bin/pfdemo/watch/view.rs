@@ -294,8 +294,10 @@ pub fn fault_row(e: &Event, start_ns: u64) -> String {
 
 /// One counter: name, value, change per second.
 pub fn counter_row(name: &str, value: u64, rate: Option<f64>) -> String {
+    // A counter that did not move shows no rate, so that the ones that did stand out.
     let rate = match rate {
         None => String::new(),
+        Some(r) if r == 0.0 => String::new(),
         Some(r) if r.abs() >= 100.0 || r == r.trunc() => format!("{r:+.0}/s"),
         Some(r) => format!("{r:+.1}/s"),
     };
@@ -360,9 +362,13 @@ pub fn render(area: Rect, buf: &mut Buffer, s: &Snapshot, g: &Glyphs) {
         Layout::horizontal([Constraint::Min(20), Constraint::Length(SIDE)]).areas(top);
     render_map(map, buf, s, g);
 
-    let counters_h = (s.counters.len() as u16 + 2).min(side.height.saturating_sub(4).max(3));
+    // Every bucket of the histogram (a dozen at most) while three counters still fit; the
+    // counters get the rest, in the module's order, the fault counts first.
+    let latency_h = (s.latency.len().max(1) as u16 + 2)
+        .min(side.height.saturating_sub(5))
+        .max(3);
     let [counters, latency] =
-        Layout::vertical([Constraint::Length(counters_h), Constraint::Min(3)]).areas(side);
+        Layout::vertical([Constraint::Min(3), Constraint::Length(latency_h)]).areas(side);
     let rows: Vec<Line> = s
         .counters
         .iter()
