@@ -296,8 +296,7 @@ pub fn fault_row(e: &Event, start_ns: u64) -> String {
 pub fn counter_row(name: &str, value: u64, rate: Option<f64>) -> String {
     // A counter that did not move shows no rate, so that the ones that did stand out.
     let rate = match rate {
-        None => String::new(),
-        Some(r) if r == 0.0 => String::new(),
+        None | Some(0.0) => String::new(),
         Some(r) if r.abs() >= 100.0 || r == r.trunc() => format!("{r:+.0}/s"),
         Some(r) => format!("{r:+.1}/s"),
     };
