@@ -436,3 +436,11 @@ fn every_latency_bucket_shows_beside_many_counters() {
     }
     assert!(lines.iter().any(|l| l.contains("counter0 ")));
 }
+
+#[test]
+fn a_tiny_terminal_draws_without_panicking() {
+    let s = snapshot(vec![region(pattern(4096, &[1, 2, 3]))]);
+    for (w, h) in [(1, 1), (20, 5), (40, 10), (200, 3)] {
+        drawn(&s, &Glyphs::UNICODE, w, h);
+    }
+}
