@@ -24,6 +24,7 @@ mod refusals;
 mod sharing;
 mod tools;
 mod walk;
+mod watch;
 
 use expect::BAD_INPUTS;
 use pfdemo::harness::{self, base_params, Case, Tap};
@@ -41,6 +42,7 @@ const GROUPS: &[&[Case]] = &[
     memcg::CASES,
     walk::CASES,
     events::CASES,
+    watch::CASES,
     tools::CASES,
     loading::CASES,
 ];

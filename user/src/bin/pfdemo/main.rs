@@ -21,6 +21,7 @@ mod touch;
 mod tour;
 mod verify;
 mod walk;
+mod watch;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +50,8 @@ enum Command {
     Walk(walk::Args),
     /// Benchmark the fault paths (device, anonymous memory, memset floor).
     Bench(Box<bench::Args>),
+    /// A live view: the page map filling in, the latest faults, counters, latency.
+    Watch(watch::Args),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&args),
         Command::Bench(args) => bench::run(*args),
         Command::Walk(args) => walk::run(&args),
+        Command::Watch(args) => watch::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
