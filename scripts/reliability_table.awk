@@ -4,6 +4,8 @@
 # Used by scripts/test.sh:
 #   awk -v f=FLAVOUR -v reports=N -f scripts/reliability_table.awk reliability-FLAVOUR.txt
 # f: the kernel flavour (default, debug); reports: the count of kernel reports in its log.
+# Each stress row is labelled with the parameter set the module ran with, as the stress
+# read it from the module's own stats.
 {
 	delete kv
 	for (i = 2; i <= NF; i++) { n = index($i, "="); kv[substr($i, 1, n - 1)] = substr($i, n + 1) }

@@ -226,11 +226,7 @@ pub fn run(args: &RunArgs) -> ! {
         );
     }
     let faults = after.delta(&before, "faults");
-    let params = match (g("huge"), g("prefault")) {
-        (1, _) => "huge=1".to_string(),
-        (_, k) if k > 1 => format!("prefault={k}"),
-        _ => "default".to_string(),
-    };
+    let params = after.settings_label();
     harness::reliability(
         if inject.is_some() { "inject" } else { "stress" },
         &[
