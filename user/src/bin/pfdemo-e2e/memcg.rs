@@ -74,8 +74,9 @@ fn charged_where_they_belong() -> Check {
         "the opener's memory.current grew by {} bytes at open, the directory is {directory}",
         opened.saturating_sub(at_open)
     );
-    // The toucher: one page in every 512, `touches` times.
-    let touches = if huge { 16 } else { 64 };
+    // The toucher: one page in every 512, `touches` times: with 4 KiB frames, 512 leaves,
+    // 2 MiB of them, far above the slack below.
+    let touches = if huge { 16 } else { 512 };
     let map = io("mmap", dev.map(touches * 512, 0, true))?;
     let pages: Vec<usize> = (0..touches).map(|i| i * 512).collect();
     let (_, present) = fault_pattern(pages.iter().copied(), touches * 512)?;
@@ -83,12 +84,16 @@ fn charged_where_they_belong() -> Check {
     let leaves = if huge { 1 } else { touches as u64 };
     let tables = if huge { 0 } else { touches as u64 * 4096 };
     let want = frames + leaves * LEAF + tables;
-    // A charge below a page may be paid from the per-CPU stock of bytes charged earlier
-    // (the group's own reads of memory.current leave some): up to two pages of it. With
-    // huge, the one leaf hides in that slack; the 64 leaves of 4 KiB frames do not.
-    let low = want - 2 * 4096;
+    // memcg charges a group a batch of 64 pages at a time and keeps what the charge did
+    // not need in a per-CPU stock, which later charges of up to 64 pages (a 4 KiB frame, a
+    // leaf, a page table) take without moving memory.current: whatever the stocks of the
+    // VM's two CPUs held at `start` goes uncounted, up to 2 x 64 pages. Seen: 63 and 19
+    // pages short with 64 touches, which that hid. With huge, the one leaf hides in that
+    // slack; the 512 leaves of 4 KiB frames do not.
+    let low = want - 2 * 64 * 4096;
     // Above: the debug kernel's slab debugging pads each 4 KiB leaf to 8 KiB (red zones and
-    // tracking), charged as such; and the child's own few pages.
+    // tracking), charged as such; a stock charged ahead at the end (64 pages), and the
+    // child's own few pages.
     let before = stats()?;
     let status = in_child(|| {
         if toucher.join().is_err() {
@@ -114,7 +119,7 @@ fn charged_where_they_belong() -> Check {
         "toucher ended with {status:?} (10: join, 11: memory.current)"
     );
     ensure!(
-        grown >= low && grown < want + leaves * LEAF + (256 << 10),
+        grown >= low && grown < want + leaves * LEAF + (512 << 10),
         "the toucher's memory.current grew by {grown} bytes for {touches} sparse touches; \
          expected {want} (frames {frames}, {leaves} leaves of {LEAF}, page tables {tables})"
     );
