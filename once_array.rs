@@ -4,8 +4,9 @@
 //! each instance's frame table ([`crate::frame_table`]).
 //!
 //! Calling context: any in which the allocator may sleep (a store may allocate a leaf with
-//! `GFP_KERNEL`); lookups never sleep. No lock is taken anywhere: a slot and a directory entry
-//! each change once, from null, by compare-and-exchange.
+//! `GFP_KERNEL`); lookups never sleep; dropping the array may sleep (it gives the CPU away
+//! between leaves). No lock is taken anywhere: a slot and a directory entry each change once,
+//! from null, by compare-and-exchange.
 
 use core::marker::PhantomData;
 use kernel::{

@@ -11,25 +11,32 @@
 //!
 //! Each shard (see [`crate::shard`]) has [`RING`] slots and a `head`, the sequence number of
 //! the next record. Record `n` lives in slot `n % RING` until record `n + RING` takes it. A
-//! slot's `seq` says what it holds: `2n + 1` while record `n` is being written, `2n + 2`
-//! once it is complete, 0 before its first record. A writer:
+//! slot's `seq` says what it holds, and only grows: `2n + 1` while record `n` is being
+//! written, `2n + 2` once it is complete, 0 before its first record. A writer (CPUs `k` and
+//! `k + 8` share a ring, and a task may move between CPUs, so there may be several):
 //!
-//! 1. reads `head` (`n`) and the slot's `seq`; if the slot is being written (odd: a writer of
-//!    an earlier round was preempted in the middle), it drops its record (`events_lost`) and
-//!    leaves `head` alone, so no reader ever waits for it;
-//! 2. takes `n` by moving `head` from `n` to `n + 1` (compare-and-exchange; on failure another
-//!    writer took it: back to 1);
-//! 3. claims the slot by moving `seq` from the value it read to `2n + 1`; if that fails, the
-//!    writer of `n + RING` was faster (this one was preempted between 2 and 3 for a whole
-//!    round), and record `n` is lost, which a reader sees as overwritten;
-//! 4. writes the record's words, then `seq = 2n + 2` with release ordering.
+//! 1. reads `head` (`n`) and the slot's `seq`. If record `n` is claimed already, `head` lags
+//!    behind its claimer: the writer helps it on (`head` from `n` to `n + 1`) and starts
+//!    over. If the slot is still being written by a writer of an earlier round (a writer
+//!    preempted in the middle for a whole round), it drops its record (`events_lost`) and
+//!    leaves `head` alone;
+//! 2. claims record `n` by moving the slot's `seq` from the value it read to `2n + 1`
+//!    (compare-and-exchange; on failure another writer claimed it: back to 1), then moves
+//!    `head` past it, unless a helper did;
+//! 3. writes the record's words, then `seq = 2n + 2` with release ordering.
 //!
-//! Nobody waits and nobody takes a lock: a fault never stalls on a reader or on another
-//! fault. A reader of record `n` loads `seq` with acquire ordering, and takes the words only
-//! if it was `2n + 2` before and after reading them (with a read barrier between), as with
-//! the kernel's seqcounts. An older `seq` means the record is still being written: the read
-//! ends there, and the next one retries. A newer one means it was overwritten: the reader
-//! gets a drop line, never a silent gap.
+//! So `head` passes `n` only once record `n` is claimed, and a claimed record is always
+//! completed: a reader waits for no record that will never come. Nobody waits and nobody
+//! takes a lock: a fault never stalls on a reader or on another fault (a writer retries only
+//! when another one made progress). A reader of record `n` loads `seq` with acquire ordering,
+//! and takes the words only if it was `2n + 2` before and after reading them (with a read
+//! barrier between), as with the kernel's seqcounts. `2n + 1` means the record is still being
+//! written: the read ends there, and the next one gets it. A newer `seq` means it was
+//! overwritten: the reader gets a drop line, never a silent gap.
+//!
+//! The process and thread ids are those of the initial pid namespace, as tracefs gives
+//! (`common_pid`); `pid` is the faulting task's, which for a remote fault (`get_user_pages`
+//! from `/proc/<pid>/mem`, `process_vm_readv`) is the reader's, not the mapping owner's.
 //!
 //! Calling context: the fault path (process context, preemptible, under the mmap or VMA read
 //! lock) writes; debugfs reads run in the reader's process context. Nothing here sleeps,
@@ -40,7 +47,13 @@ use core::fmt::{
     Write as _, //
 };
 use kernel::{
+    cpu::CpuId,
+    debugfs::BinaryWriter,
     fs::file::Offset,
+    page::{
+        PAGE_MASK,
+        PAGE_SIZE, //
+    },
     prelude::*,
     sync::{
         atomic::{
@@ -185,7 +198,8 @@ impl Record {
             self.inst,
             self.addr as u64,
             self.pgoff as u64,
-            self.pfn.map_or(0, |pfn| pfn as u64 + 1),
+            // 0 for none: no PFN comes near `u64::MAX`.
+            self.pfn.map_or(0, |pfn| (pfn as u64).wrapping_add(1)),
             u64::from(self.flags) | u64::from(self.cpu) << 32,
             small,
             self.reserve_ns,
@@ -356,10 +370,17 @@ impl Trace {
         self.allocs += frames;
     }
 
-    /// `pages` pages were mapped (0 when the core would not); their time is the rest of the
-    /// call's, taken at [`Trace::finish`].
+    /// `pages` pages were mapped (0 when the core would not). The mapping's time is the rest
+    /// of the call's, taken at [`Trace::finish`]; where more reserving and allocating follow
+    /// (a prefault batch), [`Trace::mapped_before_more`] closes it first.
     pub(crate) fn mapped(&mut self, pages: u32) {
         self.pages += pages;
+    }
+
+    /// Ends a part of mapping that more reserving and allocating follow, so that its time is
+    /// not taken for theirs.
+    pub(crate) fn mapped_before_more(&mut self) {
+        self.lap();
     }
 
     /// Ends the call; the nanoseconds it took if it is timed for the histogram.
@@ -421,17 +442,23 @@ impl<const N: usize> Ring<N> {
             let n = self.head.load(Relaxed);
             let slot = &self.slots[n as usize % N];
             let seen = slot.seq.load(Relaxed);
-            if seen & 1 == 1 {
-                return false;
-            }
-            if self.head.cmpxchg(n, n + 1, Relaxed).is_err() {
+            if seen > 2 * n {
+                // Record `n` (`seq` of `2n + 1` or more) or a later one is claimed: `head` lags
+                // behind; help it on.
+                let _ = self.head.cmpxchg(n, n + 1, Relaxed);
                 continue;
             }
-            // INVARIANT: `seen` is even, so no writer was writing the slot; moving it to
-            // `2n + 1` makes this writer the only one until it stores `2n + 2` below.
-            if slot.seq.cmpxchg(seen, 2 * n + 1, Relaxed).is_err() {
+            if seen & 1 == 1 {
+                // A writer of an earlier round is still in the middle of this slot.
                 return false;
             }
+            // INVARIANT: `seen` is even and below `2n + 1`, so no writer is writing the slot;
+            // moving it to `2n + 1` makes this writer the only one until it stores `2n + 2`.
+            if slot.seq.cmpxchg(seen, 2 * n + 1, Relaxed).is_err() {
+                continue;
+            }
+            // Past record `n` now that it is claimed; a failure means a helper did it.
+            let _ = self.head.cmpxchg(n, n + 1, Relaxed);
             // Readers must see the slot claimed before they can see any of the new words.
             smp_mb(Write);
             for (word, value) in slot.words.iter().zip(words) {
@@ -442,9 +469,10 @@ impl<const N: usize> Ring<N> {
         }
     }
 
-    /// The sequence number of the next record, and of the oldest one kept.
+    /// The sequence number of the next record, and of the oldest one kept. (A plain load:
+    /// what a reader then finds is decided by each slot's `seq`, not by `head`.)
     fn heads(&self) -> (u64, u64) {
-        let next = self.head.load(Acquire);
+        let next = self.head.load(Relaxed);
         (next, next.saturating_sub(N as u64))
     }
 
@@ -490,20 +518,25 @@ impl<const N: usize> Ring<N> {
             } else {
                 self.get(n)
             };
-            match found {
+            let after = match found {
                 Found::Record(record) => {
                     line.set(|f| record.write_line(n, f));
-                    n += 1;
+                    n + 1
                 }
                 Found::Overwritten => {
                     // All up to the oldest kept now are gone; at least record `n` is.
                     let lost = oldest.saturating_sub(n).max(1);
                     line.set(|f| write!(f, "seq={n} dropped={lost}"));
-                    n += lost;
+                    n + lost
                 }
                 Found::NotYet => break,
+            };
+            // A buffer that faults part way: what was copied counts, as for any read.
+            match writer.write_slice(line.bytes()) {
+                Ok(()) => n = after,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
             }
-            writer.write_slice(line.bytes())?;
             done += RECORD_BYTES;
         }
         *offset = n as i64 * bytes;
@@ -511,7 +544,7 @@ impl<const N: usize> Ring<N> {
     }
 }
 
-impl<const N: usize> kernel::debugfs::BinaryWriter for Ring<N> {
+impl<const N: usize> BinaryWriter for Ring<N> {
     fn write_to_slice(&self, writer: &mut UserSliceWriter, offset: &mut Offset) -> Result<usize> {
         self.read(writer, offset)
     }
@@ -593,10 +626,10 @@ impl Recorder {
             return;
         }
         let task = kernel::current!();
-        let cpu = kernel::cpu::CpuId::current().as_u32();
+        let cpu = CpuId::current().as_u32();
         let addr = match trace.path {
-            Path::Pmd => fault.address & !((kernel::page::PAGE_SIZE << vm::HUGE_ORDER) - 1),
-            _ => fault.address & kernel::page::PAGE_MASK,
+            Path::Pmd => fault.address & !((PAGE_SIZE << vm::HUGE_ORDER) - 1),
+            _ => fault.address & PAGE_MASK,
         };
         let record = Record {
             t_ns: trace.start,
@@ -766,17 +799,29 @@ mod tests {
     }
 
     #[test]
-    fn a_writer_leaves_a_slot_that_is_being_written() -> Result {
+    fn a_writer_leaves_a_slot_that_an_earlier_round_is_writing() -> Result {
         let ring = KBox::new(Ring::<SMALL>::new(), GFP_KERNEL)?;
-        assert!(ring.push(&sample(1)));
-        // As if the writer of record SMALL (the same slot as record 0) had claimed it and been
-        // preempted: the next writer to reach that slot must drop its record, not wait, and
-        // not move the head past a record no one will write.
+        // As if the writer of record 0 had claimed its slot and been preempted for a whole
+        // round: the writer of record SMALL (the same slot) must drop its record, not wait,
+        // and not move the head past a record no one will write.
         ring.head.store(SMALL as u64, Relaxed);
-        ring.slots[0].seq.store(2 * SMALL as u64 + 1, Relaxed);
+        ring.slots[0].seq.store(1, Relaxed);
         assert!(!ring.push(&sample(2)));
         assert_eq!(ring.heads().0, SMALL as u64);
-        assert!(matches!(ring.get(SMALL as u64), Found::NotYet));
+        assert!(matches!(ring.get(0), Found::NotYet));
+        Ok(())
+    }
+
+    #[test]
+    fn a_writer_helps_a_head_that_lags_behind_a_claimed_record() -> Result {
+        let ring = KBox::new(Ring::<SMALL>::new(), GFP_KERNEL)?;
+        // Record 0 claimed, its writer preempted before moving the head: the next writer
+        // moves the head on for it and takes record 1.
+        ring.slots[0].seq.store(1, Relaxed);
+        assert!(ring.push(&sample(7)));
+        assert_eq!(ring.heads().0, 2);
+        assert!(matches!(ring.get(0), Found::NotYet));
+        assert!(matches!(ring.get(1), Found::Record(r) if r.t_ns == 7));
         Ok(())
     }
 }

@@ -87,7 +87,8 @@ counters! {
     /// Handler calls the flight recorder kept (`events=1`; see `events/` in debugfs).
     EventsRecorded => "events_recorded",
     /// Handler calls the flight recorder dropped because their slot was still being written
-    /// by a writer that was preempted a whole ring ago (never silently: counted here).
+    /// by a writer of the ring's previous round, preempted in the middle of its record while
+    /// the ring went once round (never silently: counted here).
     EventsLost => "events_lost",
     /// Nanoseconds spent in the handlers, all calls together (see `latency` for the spread).
     HandlerNs => "handler_ns",

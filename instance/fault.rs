@@ -66,19 +66,19 @@ fn outcome_of(shortage: Shortage) -> vm::FaultOutcome {
 /// with only the mmap lock held for reading (`CONFIG_PT_RECLAIM`), so a `MADV_DONTNEED` of
 /// the same range may free the PTE table between `vm_insert_page`'s allocating it and its
 /// locking it, which it reports as `ENOMEM`. A second failure is a real shortage.
-fn retried(insert: impl Fn() -> Result<(), Shortage>) -> Result<(), Shortage> {
+fn retried(insert: impl Fn() -> Result<bool, Shortage>) -> Result<bool, Shortage> {
     match insert() {
         Err(Shortage::Memory) => insert(),
         other => other,
     }
 }
 
-/// The result of mapping one page: `EBUSY` means a thread of the same process mapped it
-/// first, so the access will succeed.
-fn inserted(result: Result) -> Result<(), Shortage> {
+/// The result of mapping one page: whether this call mapped it. `EBUSY` means a thread of
+/// the same process mapped it first, so the access will succeed all the same.
+fn inserted(result: Result) -> Result<bool, Shortage> {
     match result {
-        Ok(()) => Ok(()),
-        Err(e) if e == EBUSY => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e == EBUSY => Ok(false),
         Err(e) if e == ENOMEM => Err(Shortage::Memory),
         Err(_) => Err(Shortage::Refused),
     }
@@ -104,13 +104,7 @@ impl Instance {
             return self.map_subpage(vma, fault, address, trace);
         }
         let frame = self.small.frame(&BUDGET, &STATS, pgoff, trace)?;
-        trace.pfn = Some(frame.pfn());
-        trace.path = if self.switches.insert_pages {
-            Path::Pages
-        } else {
-            Path::Page
-        };
-        retried(|| {
+        let mapped = retried(|| {
             if self.switches.insert_pages {
                 // The switch: the batch call for a batch of one, to measure what it costs.
                 let mut batch = vm::PageBatch::new(address);
@@ -118,14 +112,20 @@ impl Instance {
                 // A page already mapped (a thread of the same process won) is skipped, as
                 // `EBUSY` is below; any other refusal is a page table that could not be had.
                 match batch.insert(vma) {
-                    (_, true) => Ok(()),
+                    (n, true) => Ok(n == 1),
                     (_, false) => Err(Shortage::Memory),
                 }
             } else {
                 inserted(vma.vm_insert_page(address, &frame.page()))
             }
         })?;
-        trace.mapped(1);
+        trace.pfn = Some(frame.pfn());
+        trace.path = if self.switches.insert_pages {
+            Path::Pages
+        } else {
+            Path::Page
+        };
+        trace.mapped(u32::from(mapped));
         if self.prefault > 1 {
             trace.path = Path::Batch;
             self.prefault(
@@ -162,14 +162,15 @@ impl Instance {
             .large
             .frame(&BUDGET, &STATS, fault.pgoff >> vm::HUGE_ORDER, trace)?;
         trace.path = Path::Subpage;
-        trace.pfn = Some(frame.pfn() + (fault.pgoff & vm::HUGE_MASK));
+        let pfn = frame.pfn() + (fault.pgoff & vm::HUGE_MASK);
         let _filling = self.pmd_lock.lock();
         if fault.pmd() == Some(vm::PmdState::Huge) {
             // Mapped already, by the PMD leaf that translates the retried access.
+            trace.pfn = Some(pfn);
             trace.mapped(0);
             return Ok(());
         }
-        retried(|| {
+        let mapped = retried(|| {
             inserted(vm::insert_subpage(
                 vma,
                 address,
@@ -177,7 +178,8 @@ impl Instance {
                 fault.pgoff & vm::HUGE_MASK,
             ))
         })?;
-        trace.mapped(1);
+        trace.pfn = Some(pfn);
+        trace.mapped(u32::from(mapped));
         Ok(())
     }
 
@@ -201,6 +203,7 @@ impl Instance {
         while done < count {
             let mut slots = [None; vm::PageBatch::CAPACITY];
             let n = (count - done).min(slots.len());
+            trace.mapped_before_more();
             // Best effort: a shortage ends the prefault at the first page it left empty.
             let _ = self
                 .small
@@ -234,11 +237,12 @@ impl Instance {
         // A private mapping must never get a writable view of the instance's frame: its pages
         // go through 4 KiB faults, where the core copies on write. So does a frame that would
         // reach past the instance's end.
-        trace.path = Path::Fallback;
         let Some(pmd) = pmd else {
+            trace.path = Path::Fallback;
             return vm::FaultOutcome::Fallback;
         };
         if !self.huge || !fault.shared || (index + 1) << vm::HUGE_ORDER > self.size {
+            trace.path = Path::Fallback;
             return vm::FaultOutcome::Fallback;
         }
         let frame = match self.large.frame(&BUDGET, &STATS, index, trace) {
@@ -255,7 +259,10 @@ impl Instance {
             // write-protected it): the same frame again, made writable and dirty.
             Some(vm::PmdState::Huge) => pmd.insert(frame, fault.write),
             // A 4 KiB fault put a page table there: its pages are mapped one by one now.
-            Some(vm::PmdState::Table) | None => return vm::FaultOutcome::Fallback,
+            Some(vm::PmdState::Table) | None => {
+                trace.path = Path::Fallback;
+                return vm::FaultOutcome::Fallback;
+            }
         };
         trace.path = Path::Pmd;
         trace.pfn = Some(frame.pfn());

@@ -6,14 +6,16 @@
 //! a record needs the number, to be compared with user space's `clock_gettime` and tracefs's
 //! `mono` trace clock.
 //!
-//! Calling context: any.
+//! Calling context: process or interrupt context (`ktime_get` is a seqcount read, not safe
+//! from NMI).
 
 use kernel::bindings;
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds (the C `ktime_get_ns`).
 pub(crate) fn now_ns() -> u64 {
-    // SAFETY: `ktime_get` reads the monotonic clock; it may be called in any context (it is
-    // what `Instant::<Monotonic>::now` calls).
+    // SAFETY: `ktime_get` reads the monotonic clock; it may be called in process and
+    // interrupt context, where its callers here are (it is what `Instant::<Monotonic>::now`
+    // calls).
     let ktime = unsafe { bindings::ktime_get() };
     // The monotonic clock counts from boot and is never negative.
     ktime as u64
