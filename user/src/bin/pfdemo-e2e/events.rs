@@ -79,6 +79,31 @@ fn ours(batch: &events::Batch, inst: u64, tid: u32) -> Result<Vec<Event>, String
     Ok(ours)
 }
 
+/// Reads with `reader` until `stop` is set (pausing `pause` between polls), then reads to
+/// the end: every event that passes `keep`, and how many records were dropped meanwhile.
+fn read_until_stopped(
+    reader: &mut Reader,
+    stop: &std::sync::atomic::AtomicBool,
+    pause: Duration,
+    keep: impl Fn(&Event) -> bool,
+) -> Result<(Vec<Event>, u64), String> {
+    let (mut seen, mut dropped) = (Vec::new(), 0);
+    loop {
+        let done = stop.load(std::sync::atomic::Ordering::Acquire);
+        let batch = if done {
+            reader.flush()?
+        } else {
+            reader.poll()?
+        };
+        dropped += batch.dropped;
+        seen.extend(batch.events.into_iter().filter(|e| keep(e)));
+        if done {
+            return Ok((seen, dropped));
+        }
+        std::thread::sleep(pause);
+    }
+}
+
 /// Checks what holds for every record of a fault taken by this thread at `va` of a shared
 /// device mapping: the address and offset, the flags, a frame, parts within the whole.
 fn check_record(e: &Event, va: usize, pgoff: u64, write: bool, map_pages: bool) -> Check {
@@ -368,25 +393,18 @@ fn readers_do_not_disturb() -> Check {
                 let pause = Duration::from_millis([0, 1, 4, 10][i]);
                 let stop = &stop;
                 scope.spawn(move || -> Result<Vec<Event>, String> {
-                    let mut mine = Vec::new();
-                    loop {
-                        let done = stop.load(std::sync::atomic::Ordering::Acquire);
-                        let batch = if done {
-                            reader.flush()?
-                        } else {
-                            reader.poll()?
-                        };
-                        ensure!(
-                            batch.dropped == 0,
-                            "a reader lost {} records",
-                            batch.dropped
-                        );
-                        mine.extend(ours(&batch, inst, tid)?);
-                        if done {
-                            return Ok(mine);
-                        }
-                        std::thread::sleep(pause);
-                    }
+                    let (all, dropped) = read_until_stopped(&mut reader, stop, pause, |e| {
+                        e.inst == inst && e.tid == tid
+                    })?;
+                    ensure!(dropped == 0, "a reader lost {dropped} records");
+                    ours(
+                        &events::Batch {
+                            events: all,
+                            dropped,
+                        },
+                        inst,
+                        tid,
+                    )
                 })
             })
             .collect();
@@ -450,21 +468,8 @@ fn threads_at_once_are_all_accounted_for() -> Check {
                 })
             })
             .collect();
-        let reading = scope.spawn(move || -> Result<(Vec<Event>, u64), String> {
-            let (mut seen, mut dropped) = (Vec::new(), 0);
-            loop {
-                let done = stop.load(std::sync::atomic::Ordering::Acquire);
-                let batch = if done {
-                    reader.flush()?
-                } else {
-                    reader.poll()?
-                };
-                dropped += batch.dropped;
-                seen.extend(batch.events.into_iter().filter(|e| e.inst == inst));
-                if done {
-                    return Ok((seen, dropped));
-                }
-            }
+        let reading = scope.spawn(move || {
+            read_until_stopped(&mut reader, stop, Duration::ZERO, |e| e.inst == inst)
         });
         for t in touchers {
             t.join().map_err(|_| "a toucher panicked".to_string())?;
