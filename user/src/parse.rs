@@ -95,15 +95,22 @@ impl Stats {
         self.get(name) as i64 - before.get(name) as i64
     }
 
-    /// The module's parameters and their defaults that a parameter set of the test suite
-    /// may change, in the order the sets name them (`qemu/guest-test.sh`).
-    const SETTINGS: [(&'static str, u64); 5] = [
+    /// The settings among the `stats` lines, with their defaults, in the order the test
+    /// suite's parameter sets name them (`qemu/guest-test.sh`); `max_total_pages`, whose
+    /// default depends on the machine, is a setting too (see [`Stats::is_setting`]).
+    pub const SETTINGS: [(&'static str, u64); 6] = [
         ("prefault", 1),
         ("huge", 0),
         ("map_pages", 1),
         ("insert_pages", 0),
         ("latency", 1),
+        ("events", 1),
     ];
+
+    /// Whether the `stats` line `name` is a setting of the module, not a counter.
+    pub fn is_setting(name: &str) -> bool {
+        name == "max_total_pages" || Self::SETTINGS.iter().any(|(n, _)| *n == name)
+    }
 
     /// The parameter set the module runs with, by its own `stats`: each setting that is
     /// not its default as `name=value`, joined by `,` (as the e2e run names its set), or

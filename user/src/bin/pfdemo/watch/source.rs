@@ -41,18 +41,6 @@ impl Default for Paths {
     }
 }
 
-/// The module's settings among the `stats` lines: the status line shows them, the counter
-/// panel the rest.
-const SETTINGS: [&str; 7] = [
-    "max_total_pages",
-    "prefault",
-    "huge",
-    "map_pages",
-    "latency",
-    "insert_pages",
-    "events",
-];
-
 /// Faults kept for the list, newest first.
 const KEEP_FAULTS: usize = 256;
 
@@ -142,13 +130,16 @@ impl Source {
         };
         let names = text.lines().filter_map(|l| l.split_whitespace().next());
         let counters = names
-            .filter(|n| !SETTINGS.contains(n))
+            // The settings go to the status line, the rest to the counter panel.
+            .filter(|n| !Stats::is_setting(n))
             .map(|n| (n.to_string(), stats.get(n), rate(n, stats.get(n))))
             .collect();
-        let settings = SETTINGS
-            .iter()
-            .filter_map(|n| Some(format!("{n}={}", stats.0.get(*n)?)))
-            .filter(|s| !s.starts_with("max_total_pages"))
+        // The settings in the order the module prints them, but for the cap.
+        let settings = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| Stats::is_setting(n) && *n != "max_total_pages")
+            .filter_map(|n| Some(format!("{n}={}", stats.0.get(n)?)))
             .collect::<Vec<_>>()
             .join(" ");
         let latency = parse::parse_latency(&read_debugfs(&self.paths, "latency")?)
