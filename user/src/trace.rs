@@ -33,6 +33,17 @@ pub struct DeviceRange {
     pub end: u64,
 }
 
+impl DeviceRange {
+    /// The range of `map`, a mapping of this process.
+    pub fn of(map: &Mapping) -> Self {
+        Self {
+            pid: std::process::id(),
+            start: map.addr(0) as u64,
+            end: (map.addr(0) + map.len()) as u64,
+        }
+    }
+}
+
 /// The allocation the buddy allocator logged for a handler call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Alloc {

@@ -9,8 +9,8 @@
 //! The cases are grouped by concern, one file a group, each listing its cases in `CASES`;
 //! `expect.rs` holds what they share. The groups run in the order below: the traffic first,
 //! then the files (whose histogram check needs faults counted since the load), and the
-//! groups that reload the module last (`tools`, then `loading`, where all but one case
-//! reloads it). `RPD_PARAMS` gives every load its parameters, `RPD_MODULE` the module file.
+//! groups that reload the module last (`trace`, whose last case does, `tools`, then
+//! `loading`, where all but one case reloads it). `RPD_PARAMS` gives every load its parameters, `RPD_MODULE` the module file.
 
 mod expect;
 mod files;
@@ -22,6 +22,7 @@ mod memcg;
 mod refusals;
 mod sharing;
 mod tools;
+mod trace;
 mod walk;
 
 use expect::BAD_INPUTS;
@@ -39,6 +40,7 @@ const GROUPS: &[&[Case]] = &[
     huge::CASES,
     memcg::CASES,
     walk::CASES,
+    trace::CASES,
     tools::CASES,
     loading::CASES,
 ];
@@ -49,7 +51,14 @@ fn main() {
         std::process::exit(2);
     }
     assert_eq!(page_size(), 4096, "the tests assume 4 KiB pages");
-    let cases: Vec<Case> = GROUPS.concat();
+    // Arguments pick the cases whose names contain one of them (`pfdemo-e2e trace:`), for
+    // trying one group in the VM; without, every case.
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let cases: Vec<Case> = GROUPS
+        .concat()
+        .into_iter()
+        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| name.contains(o.as_str())))
+        .collect();
     let mut tap = Tap::new("e2e");
     tap.plan(cases.len());
     println!("# module parameters: {:?}", base_params());

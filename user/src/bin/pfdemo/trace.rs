@@ -66,12 +66,7 @@ fn touch_pages(args: &Args) -> Res<Timeline> {
     for i in 0..args.pages {
         trace::touch(&map, i, !args.access.read);
     }
-    let range = DeviceRange {
-        pid: me,
-        start: map.addr(0) as u64,
-        end: (map.addr(0) + map.len()) as u64,
-    };
-    let mut timeline = tracer.finish(&[me], &[range])?;
+    let mut timeline = tracer.finish(&[me], &[DeviceRange::of(&map)])?;
     trace::add_pagemap(&mut timeline.rows)?;
     Ok(timeline)
 }
