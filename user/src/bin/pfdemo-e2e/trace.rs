@@ -9,7 +9,7 @@
 
 use crate::expect::*;
 use crate::tools::invoke::{output, parse_touch, pfdemo};
-use pfdemo::trace::{self, DeviceRange, Tracer};
+use pfdemo::trace::{self, DeviceRange, Timeline, Tracer};
 use pfdemo::tracefs::{Options, TRACEFS};
 
 pub const CASES: &[Case] = &[
@@ -20,6 +20,14 @@ pub const CASES: &[Case] = &[
     (
         "trace: pfdemo trace -- pfdemo touch shows the command's faults and leaves tracefs as it was",
         a_command_traced,
+    ),
+    (
+        "trace: a kernel-mode access (read(2) into the mapping) is a handler call without a CPU fault, reported",
+        a_kernel_access_is_reported,
+    ),
+    (
+        "trace: copy on write of a private mapping: the CPU's protection fault, no handler call, reported",
+        copy_on_write_is_reported,
     ),
     (
         "trace: with the recorder off (events=0), pfdemo trace says so and how to fix it",
@@ -36,12 +44,8 @@ fn stride() -> Result<usize, String> {
     Ok(prefault()?.max(unit()?))
 }
 
-fn touches_join_one_to_one() -> Check {
-    let (stride, unit) = (stride()?, unit()?);
-    let dev = io("open", Device::open())?;
-    let pages = (WRITES + READS) * stride;
-    // 2 MiB aligned, so that with `huge` every touch is a PMD-level fault.
-    let map = io("mmap", dev.map_aligned(pages, 0, true, 512 * page_size()))?;
+/// Runs `touch` on `map` traced (this process only), and joins; pagemap's frames added.
+fn traced(map: &Mapping, touch: impl FnOnce(&Mapping)) -> Result<Timeline, String> {
     let me = std::process::id();
     let mut tracer = Tracer::new(&Options {
         pids: vec![me],
@@ -49,11 +53,23 @@ fn touches_join_one_to_one() -> Check {
         buffer_kb: 4096,
     })?;
     tracer.start()?;
-    for n in 0..WRITES + READS {
-        trace::touch(&map, n * stride, n < WRITES);
-    }
-    let mut t = tracer.finish(&[me], &[DeviceRange::of(&map)])?;
+    touch(map);
+    let mut t = tracer.finish(&[me], &[DeviceRange::of(map)])?;
     trace::add_pagemap(&mut t.rows)?;
+    Ok(t)
+}
+
+fn touches_join_one_to_one() -> Check {
+    let (stride, unit) = (stride()?, unit()?);
+    let dev = io("open", Device::open())?;
+    let pages = (WRITES + READS) * stride;
+    // 2 MiB aligned, so that with `huge` every touch is a PMD-level fault.
+    let map = io("mmap", dev.map_aligned(pages, 0, true, 512 * page_size()))?;
+    let t = traced(&map, |map| {
+        for n in 0..WRITES + READS {
+            trace::touch(map, n * stride, n < WRITES);
+        }
+    })?;
     ensure!(
         t.complete(),
         "records that did not join: {} faults without a handler call, calls without a fault {:?}, new frames without an allocation {:?}, recorder lost {}, tracefs lost {}",
@@ -215,6 +231,82 @@ fn a_command_traced() -> Check {
         doc["faults_elsewhere"].as_u64() > Some(0),
         "the command's own faults (its text, stack, heap) are not counted: {}",
         doc["faults_elsewhere"]
+    );
+    Ok(())
+}
+
+/// A page filled by `read(2)` from /dev/zero faults in the kernel (clearing the user
+/// buffer), not in user mode: the handler's call has no `U`, and no page_fault_user names
+/// it. The tool lists it, and the user-mode touch before it still joins.
+fn a_kernel_access_is_reported() -> Check {
+    let dev = io("open", Device::open())?;
+    let map = io("mmap", dev.map(2 * stride()?, 0, true))?;
+    let zero = io("open /dev/zero", std::fs::File::open("/dev/zero"))?;
+    let second = stride()?;
+    let mut got = 0;
+    let t = traced(&map, |map| {
+        trace::touch(map, 0, true);
+        // SAFETY: reading 64 bytes into page `second` of our own mapping, which is larger.
+        got = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&zero),
+                map.addr(second) as *mut libc::c_void,
+                64,
+            )
+        };
+    })?;
+    ensure!(
+        got == 64,
+        "read(2) from /dev/zero into the mapping gave {got}"
+    );
+    ensure!(
+        t.rows.len() == 1
+            && t.rows[0].address == map.addr(0) as u64
+            && t.rows[0].handler().is_some(),
+        "expected the one user-mode touch as the one row: {:?}",
+        t.rows
+    );
+    let va = map.addr(second) as u64;
+    ensure!(
+        matches!(&t.unmatched_calls[..], [c] if c.addr == va && !c.how.contains('U')),
+        "expected one handler call without a CPU fault, at {va:#x}, without U: {:?}",
+        t.unmatched_calls
+    );
+    ensure!(
+        t.faults_without_handler == 0 && t.calls_without_alloc.is_empty() && !t.complete(),
+        "{t:?}"
+    );
+    Ok(())
+}
+
+/// A read maps the device's frame read-only in a private mapping; the write after it is a
+/// protection fault that the kernel resolves by copying the page, without our handler: a
+/// row with the CPU's protection|write|user and no call, counted as such, and the page now
+/// on another frame (pagemap).
+fn copy_on_write_is_reported() -> Check {
+    let dev = io("open", Device::open())?;
+    let map = io("mmap", dev.map(stride()?, 0, false))?;
+    let t = traced(&map, |map| {
+        trace::touch(map, 0, false);
+        trace::touch(map, 0, true);
+    })?;
+    let codes: Vec<&str> = t.rows.iter().map(|r| r.error.as_str()).collect();
+    ensure!(
+        codes == ["not-present|user", "protection|write|user"],
+        "expected a read fault then a protection fault at {:#x}: {:?}",
+        map.addr(0),
+        t.rows
+    );
+    let (read, write) = (&t.rows[0], &t.rows[1]);
+    ensure!(
+        read.handler().is_some() && write.calls.is_empty() && t.faults_without_handler == 1,
+        "expected the read handled by us and the write by the kernel alone: {t:?}"
+    );
+    let ours = read.handler().and_then(|h| h.pfn);
+    ensure!(
+        write.pagemap_pfn.is_some() && write.pagemap_pfn != ours,
+        "after the write, pagemap shows {:?}, our frame was {ours:?}: no copy?",
+        write.pagemap_pfn
     );
     Ok(())
 }
