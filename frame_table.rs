@@ -17,6 +17,7 @@ use kernel::prelude::*;
 use crate::{
     budget::FrameBudget,
     once_array::OnceArray,
+    recorder::Trace,
     stats::{
         Counter,
         Stats, //
@@ -89,21 +90,27 @@ impl<const ORDER: u32> FrameTable<ORDER> {
 
     /// Frame number `index`: the one in the table, or a new zeroed one, reserved in `budget`
     /// first and counted in `stats` (the module's [`BUDGET`](crate::budget::BUDGET) and
-    /// [`STATS`](crate::stats::STATS); tests bring their own).
+    /// [`STATS`](crate::stats::STATS); tests bring their own). `trace` gets the time of each
+    /// part and whether the frame is new.
     pub(crate) fn frame(
         &self,
         budget: &FrameBudget,
         stats: &Stats,
         index: usize,
+        trace: &mut Trace,
     ) -> Result<vm::FrameRef<'_, ORDER>, Shortage> {
         if let Some(frame) = self.get(index) {
+            trace.reserved();
             return Ok(frame);
         }
         let reservation = budget.reserve(1 << ORDER).ok_or(Shortage::Cap)?;
+        trace.reserved();
         let frame = vm::Frame::alloc_zeroed().map_err(|_| Self::alloc_failed())?;
         // A concurrent fault may have stored a frame meanwhile: then ours is freed, and the
         // reservation given back when it drops.
         let (frame, stored) = self.store(index, frame)?;
+        trace.allocated(u32::from(stored));
+        trace.new = stored;
         if stored {
             // Counted in the table now: so in the budget and the counters, before anything
             // else can return.
@@ -121,13 +128,14 @@ impl<const ORDER: u32> FrameTable<ORDER> {
     /// However many slots there are, the cap is asked once: that, and the one
     /// `vm_insert_pages` call the caller makes, is what makes a batch cheaper per page than
     /// single faults. On a shortage, the slots from the first one that could not be filled may
-    /// stay empty.
+    /// stay empty. `trace` gets the time of each part and the frames allocated.
     pub(crate) fn fill<'a>(
         &'a self,
         budget: &FrameBudget,
         stats: &Stats,
         start: usize,
         slots: &mut [Option<vm::FrameRef<'a, ORDER>>],
+        trace: &mut Trace,
     ) -> Result<(), Shortage> {
         for (i, slot) in slots.iter_mut().enumerate() {
             *slot = self.get(start + i);
@@ -137,6 +145,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
             return Ok(());
         }
         let reservation = budget.reserve(missing << ORDER).ok_or(Shortage::Cap)?;
+        trace.reserved();
         let (mut stored, mut discarded, mut result) = (0, 0, Ok(()));
         for (i, slot) in slots.iter_mut().enumerate() {
             if slot.is_some() {
@@ -161,6 +170,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
                 }
             }
         }
+        trace.allocated(stored as u32);
         // The reservations of the frames that did not go in are given back here.
         reservation.commit(stored << ORDER);
         stats.add(Counter::FramesAllocated, (stored as u64) << ORDER);
@@ -221,7 +231,7 @@ mod tests {
 
         fn frame(&self, index: usize) -> Result<vm::FrameRef<'_, ORDER>> {
             self.table
-                .frame(&self.budget, &self.stats, index)
+                .frame(&self.budget, &self.stats, index, &mut Trace::begin(false))
                 .map_err(|_| ENOMEM)
         }
     }
@@ -241,12 +251,31 @@ mod tests {
     }
 
     #[test]
+    fn frame_tells_the_trace_whether_it_allocated() -> Result {
+        let t = Bench::<0>::new(16)?;
+        let mut first = Trace::begin(true);
+        t.table
+            .frame(&t.budget, &t.stats, 1, &mut first)
+            .map_err(|_| ENOMEM)?;
+        assert!(first.new);
+        assert_eq!(first.allocs, 1);
+        // The second touch finds the frame: nothing allocated, nothing new.
+        let mut again = Trace::begin(true);
+        t.table
+            .frame(&t.budget, &t.stats, 1, &mut again)
+            .map_err(|_| ENOMEM)?;
+        assert!(!again.new);
+        assert_eq!(again.allocs, 0);
+        Ok(())
+    }
+
+    #[test]
     fn fill_keeps_existing_frames_and_allocates_the_rest() -> Result {
         let t = Bench::<0>::new(16)?;
         let known = t.frame(2)?.pfn();
         let mut slots = [None; 4];
         t.table
-            .fill(&t.budget, &t.stats, 0, &mut slots)
+            .fill(&t.budget, &t.stats, 0, &mut slots, &mut Trace::begin(false))
             .map_err(|_| ENOMEM)?;
         assert!(slots.iter().all(|slot| slot.is_some()));
         assert_eq!(slots[2].map(|f| f.pfn()), Some(known));
@@ -262,17 +291,25 @@ mod tests {
         let mut slots = [None; 5];
         // Five new frames do not fit under a cap of three: none is allocated.
         assert!(matches!(
-            t.table.fill(&t.budget, &t.stats, 0, &mut slots),
+            t.table
+                .fill(&t.budget, &t.stats, 0, &mut slots, &mut Trace::begin(false)),
             Err(Shortage::Cap)
         ));
         assert!(slots.iter().all(|slot| slot.is_none()));
         assert_eq!((t.table.pages(), t.budget.live()), (0, 0));
         // Three do, and a fourth single frame does not.
         t.table
-            .fill(&t.budget, &t.stats, 0, &mut slots[..3])
+            .fill(
+                &t.budget,
+                &t.stats,
+                0,
+                &mut slots[..3],
+                &mut Trace::begin(false),
+            )
             .map_err(|_| ENOMEM)?;
         assert!(matches!(
-            t.table.frame(&t.budget, &t.stats, 3),
+            t.table
+                .frame(&t.budget, &t.stats, 3, &mut Trace::begin(false)),
             Err(Shortage::Cap)
         ));
         assert_eq!((t.table.pages(), t.budget.live()), (3, 3));

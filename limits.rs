@@ -27,6 +27,9 @@ pub(crate) struct Switches {
     /// Map a single page with `vm_insert_pages` (a batch of one) instead of `vm_insert_page`
     /// (`insert_pages=0`).
     pub(crate) insert_pages: bool,
+    /// Record every handler call in the flight recorder (`events=1`): three more clock reads
+    /// and a record's stores per call.
+    pub(crate) events: bool,
 }
 
 impl Switches {
@@ -35,6 +38,7 @@ impl Switches {
         map_pages: true,
         latency: 1,
         insert_pages: false,
+        events: true,
     };
 }
 

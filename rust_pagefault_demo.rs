@@ -22,7 +22,8 @@
 //! ```
 //!
 //! and can check each step in debugfs (`/sys/kernel/debug/rust_pagefault_demo/`: `stats`,
-//! `frames`, `latency`) and in its own `/proc/self/pagemap`.
+//! `frames`, `latency`, and `events/`, a record of every handler call) and in its own
+//! `/proc/self/pagemap`.
 //!
 //! # Reading order
 //!
@@ -41,7 +42,9 @@
 //! 7. [`walk`]: the MMU's view. An ioctl walks the caller's page tables for one address, level
 //!    by level, so a program can see the empty entry before its first touch and the entry our
 //!    handler wrote after it.
-//! 8. [`vm`] (`vm.rs`, `vm/`): the shim, the only place with raw bindings: the
+//! 8. [`recorder`]: the flight recorder, a lock-free ring per CPU with one record per handler
+//!    call (who, where, which path, the frame, the time of each part), read from `events/`.
+//! 9. [`vm`] (`vm.rs`, `vm/`): the shim, the only place with raw bindings: the
 //!    `vm_operations_struct`, frames, page insertion, the page-table entry format and walk.
 //!
 //! This file registers the device and the debugfs files.
@@ -86,6 +89,7 @@ mod frame_table;
 mod instance;
 mod limits;
 mod once_array;
+mod recorder;
 mod shard;
 mod stats;
 mod vm;
@@ -99,6 +103,7 @@ use limits::{
     Switches,
     LIMITS, //
 };
+use recorder::RECORDER;
 use stats::STATS;
 
 module! {
@@ -136,6 +141,10 @@ module! {
             default: false,
             description: "Map a single page with vm_insert_pages, not vm_insert_page (a switch)",
         },
+        events: bool {
+            default: true,
+            description: "Record every handler call in debugfs events/ (the flight recorder)",
+        },
     },
 }
 
@@ -155,6 +164,9 @@ struct PagefaultDemo {
     frames: debugfs::File<()>,
     #[pin]
     latency: debugfs::File<()>,
+    /// `events/`: a `cpu<k>` file per shard of the flight recorder, and `heads`.
+    #[pin]
+    events: debugfs::Scope<()>,
     _dir: debugfs::Dir,
 }
 
@@ -182,6 +194,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
                 map_pages: module_parameters::map_pages.value(),
                 latency: module_parameters::latency.value(),
                 insert_pages: module_parameters::insert_pages.value(),
+                events: module_parameters::events.value(),
             },
             ..limits
         });
@@ -193,14 +206,15 @@ impl kernel::InPlaceModule for PagefaultDemo {
                 unsafe { instance::init_instances() };
                 pr_info!(
                     "max_pages={} max_total_pages={} prefault={} huge={} map_pages={} \
-                     latency={} insert_pages={}\n",
+                     latency={} insert_pages={} events={}\n",
                     limits.max_pages,
                     limits.max_total_pages,
                     limits.prefault,
                     limits.huge,
                     limits.switches.map_pages,
                     limits.switches.latency,
-                    limits.switches.insert_pages
+                    limits.switches.insert_pages,
+                    limits.switches.events
                 );
                 Ok(())
             }
@@ -218,6 +232,12 @@ impl kernel::InPlaceModule for PagefaultDemo {
             frames <- dir.read_callback_file(c"frames", (), &|(), f| instance::write_frames(f)),
             latency <- dir.read_callback_file(c"latency", (), &|(), f| {
                 STATS.write_latency(f)
+            }),
+            events <- dir.scope((), c"events", |(), events| {
+                for (k, name) in recorder::FILE_NAMES.iter().enumerate() {
+                    events.read_binary_file(name, RECORDER.ring(k));
+                }
+                events.read_callback_file(c"heads", &(), &|(), f| RECORDER.write_heads(f));
             }),
             _dir: dir,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions {

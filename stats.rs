@@ -88,6 +88,11 @@ counters! {
     HugeFaults => "huge_faults",
     /// PMD-level calls that asked the core to fall back to 4 KiB faults, for any reason.
     HugeFallbacks => "huge_fallbacks",
+    /// Handler calls the flight recorder kept (`events=1`; see `events/` in debugfs).
+    EventsRecorded => "events_recorded",
+    /// Handler calls the flight recorder dropped because their slot was still being written
+    /// by a writer that was preempted a whole ring ago (never silently: counted here).
+    EventsLost => "events_lost",
     /// Nanoseconds spent in the handlers, all calls together (see `latency` for the spread).
     HandlerNs => "handler_ns",
 }
@@ -214,7 +219,8 @@ impl Stats {
         writeln!(f, "huge {}", u8::from(limits.huge))?;
         writeln!(f, "map_pages {}", u8::from(limits.switches.map_pages))?;
         writeln!(f, "latency {}", limits.switches.latency)?;
-        writeln!(f, "insert_pages {}", u8::from(limits.switches.insert_pages))
+        writeln!(f, "insert_pages {}", u8::from(limits.switches.insert_pages))?;
+        writeln!(f, "events {}", u8::from(limits.switches.events))
     }
 
     /// The histogram: one line per non-empty bucket, `<upper bound in ns> <count>`.
@@ -327,9 +333,9 @@ mod tests {
               frames_discarded 0\n\
               sigbus 0\noom 0\nno_huge_frame 0\ninstances 0\ninstances_opened 0\n\
               open_nomem 0\nmmap_refused 0\nprefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\n\
-              handler_ns 0\n\
+              events_recorded 0\nevents_lost 0\nhandler_ns 0\n\
               frames_live 1\nmetadata_bytes 4096\nmax_total_pages 9\nprefault 1\nhuge 0\n\
-              map_pages 1\nlatency 1\ninsert_pages 0\n"
+              map_pages 1\nlatency 1\ninsert_pages 0\nevents 1\n"
         );
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! module provides exactly those, each behind a safe interface whose proof is written next to
 //! its `unsafe` block. It is the only place in the module that uses `kernel::bindings`.
 //!
+//! - [`clock`]: the monotonic clock as a number, for the flight recorder.
 //! - [`fault`]: the `vm_operations_struct` and the fault entry points.
 //! - [`frame`]: owned, zeroed frames and borrowed views of them.
 //! - [`insert`]: mapping pages, one at a time or in batches.
@@ -21,6 +22,7 @@
 
 use kernel::bindings;
 
+mod clock;
 mod fault;
 mod frame;
 mod insert;
@@ -28,6 +30,7 @@ mod mm;
 mod pgtable;
 mod walk;
 
+pub(crate) use clock::now_ns;
 pub(crate) use fault::{
     install,
     Fault,
@@ -35,6 +38,7 @@ pub(crate) use fault::{
     FaultOutcome,
     Ops,
     PmdFault, //
+    FAULT_FLAG_LETTERS,
 };
 pub(crate) use frame::{
     Frame,

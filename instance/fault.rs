@@ -28,6 +28,12 @@ use super::Instance;
 use crate::{
     budget::BUDGET,
     frame_table::Shortage,
+    recorder::{
+        Call,
+        Path,
+        Trace,
+        RECORDER, //
+    },
     stats::{
         record_call,
         Counter,
@@ -81,8 +87,13 @@ fn inserted(result: Result) -> Result<(), Shortage> {
 
 impl Instance {
     /// Maps the page of `fault` into `vma`, allocating its frame on the first touch; with
-    /// `prefault` > 1, also maps the pages after it.
-    fn map(&self, vma: &VmaMixedMap, fault: &vm::Fault<'_>) -> Result<(), Shortage> {
+    /// `prefault` > 1, also maps the pages after it. `trace` follows what it does.
+    fn map(
+        &self,
+        vma: &VmaMixedMap,
+        fault: &vm::Fault<'_>,
+        trace: &mut Trace,
+    ) -> Result<(), Shortage> {
         let pgoff = fault.pgoff;
         if pgoff >= self.size {
             // mmap refuses such ranges and VM_DONTEXPAND stops growth: only a kernel bug gets
@@ -91,9 +102,15 @@ impl Instance {
         }
         let address = fault.address & PAGE_MASK;
         if self.huge {
-            return self.map_subpage(vma, fault, address);
+            return self.map_subpage(vma, fault, address, trace);
         }
-        let frame = self.small.frame(&BUDGET, &STATS, pgoff)?;
+        let frame = self.small.frame(&BUDGET, &STATS, pgoff, trace)?;
+        trace.pfn = Some(frame.pfn());
+        trace.path = if self.switches.insert_pages {
+            Path::Pages
+        } else {
+            Path::Page
+        };
         retried(|| {
             if self.switches.insert_pages {
                 // The switch: the batch call for a batch of one, to measure what it costs.
@@ -109,8 +126,16 @@ impl Instance {
                 inserted(vma.vm_insert_page(address, &frame.page()))
             }
         })?;
+        trace.mapped(1);
         if self.prefault > 1 {
-            self.prefault(vma, pgoff + 1, address + PAGE_SIZE, self.prefault - 1);
+            trace.path = Path::Batch;
+            self.prefault(
+                vma,
+                pgoff + 1,
+                address + PAGE_SIZE,
+                self.prefault - 1,
+                trace,
+            );
         }
         Ok(())
     }
@@ -132,12 +157,17 @@ impl Instance {
         vma: &VmaMixedMap,
         fault: &vm::Fault<'_>,
         address: usize,
+        trace: &mut Trace,
     ) -> Result<(), Shortage> {
         let frame = self
             .large
-            .frame(&BUDGET, &STATS, fault.pgoff >> vm::HUGE_ORDER)?;
+            .frame(&BUDGET, &STATS, fault.pgoff >> vm::HUGE_ORDER, trace)?;
+        trace.path = Path::Subpage;
+        trace.pfn = Some(frame.pfn() + (fault.pgoff & vm::HUGE_MASK));
         let _filling = self.pmd_lock.lock();
         if fault.pmd() == Some(vm::PmdState::Huge) {
+            // Mapped already, by the PMD leaf that translates the retried access.
+            trace.mapped(0);
             return Ok(());
         }
         retried(|| {
@@ -147,14 +177,23 @@ impl Instance {
                 frame,
                 fault.pgoff & vm::HUGE_MASK,
             ))
-        })
+        })?;
+        trace.mapped(1);
+        Ok(())
     }
 
     /// Maps up to `count` pages from `pgoff` at `address`, allocating their frames, in batches
     /// of one `vm_insert_pages` call each. Best effort: it stops at the end of the mapping or
     /// of the instance, at the frame cap, or at an allocation failure (those pages then fault
     /// on their own), and skips pages that are mapped already.
-    fn prefault(&self, vma: &VmaMixedMap, pgoff: usize, address: usize, count: usize) {
+    fn prefault(
+        &self,
+        vma: &VmaMixedMap,
+        pgoff: usize,
+        address: usize,
+        count: usize,
+        trace: &mut Trace,
+    ) {
         let count = count
             .min(self.size.saturating_sub(pgoff))
             .min((vma.end() - address) >> PAGE_SHIFT);
@@ -166,12 +205,13 @@ impl Instance {
             // Best effort: a shortage ends the prefault at the first page it left empty.
             let _ = self
                 .small
-                .fill(&BUDGET, &STATS, pgoff + done, &mut slots[..n]);
+                .fill(&BUDGET, &STATS, pgoff + done, &mut slots[..n], trace);
             let filled = slots[..n].iter().take_while(|slot| slot.is_some()).count();
             for frame in slots[..filled].iter().flatten() {
                 batch.push(&frame.page());
             }
             let (inserted, clean) = batch.insert(vma);
+            trace.mapped(inserted as u32);
             mapped += inserted;
             done += filled;
             // A shortage, or a page the core would not map (no memory for a page table):
@@ -184,41 +224,53 @@ impl Instance {
     }
 
     /// Maps the 2 MiB frame around `fault` with one PMD, or asks for 4 KiB faults instead.
-    fn map_pmd(&self, fault: &vm::Fault<'_>, pmd: Option<&vm::PmdFault<'_>>) -> vm::FaultOutcome {
+    fn map_pmd(
+        &self,
+        fault: &vm::Fault<'_>,
+        pmd: Option<&vm::PmdFault<'_>>,
+        trace: &mut Trace,
+    ) -> vm::FaultOutcome {
         let index = fault.pgoff >> vm::HUGE_ORDER;
         // Not at PMD level: another order, or a PMD that does not fit (the shim said so).
         // A private mapping must never get a writable view of the instance's frame: its pages
         // go through 4 KiB faults, where the core copies on write. So does a frame that would
         // reach past the instance's end.
+        trace.path = Path::Fallback;
         let Some(pmd) = pmd else {
             return vm::FaultOutcome::Fallback;
         };
         if !self.huge || !fault.shared || (index + 1) << vm::HUGE_ORDER > self.size {
             return vm::FaultOutcome::Fallback;
         }
-        let frame = match self.large.frame(&BUDGET, &STATS, index) {
+        let frame = match self.large.frame(&BUDGET, &STATS, index, trace) {
             Ok(frame) => frame,
             Err(shortage) => return outcome_of(shortage),
         };
         // See `map_subpage`: with this held, the entry stays what it is read to be until it
         // is filled, but for a zap that empties it.
         let _filling = self.pmd_lock.lock();
-        match fault.pmd() {
+        let outcome = match fault.pmd() {
             // Empty: the frame, with one PMD.
             Some(vm::PmdState::None) => pmd.insert(frame, fault.write),
             // Our leaf, and this is a write to it while read-only (soft-dirty tracking
             // write-protected it): the same frame again, made writable and dirty.
             Some(vm::PmdState::Huge) => pmd.insert(frame, fault.write),
             // A 4 KiB fault put a page table there: its pages are mapped one by one now.
-            Some(vm::PmdState::Table) | None => vm::FaultOutcome::Fallback,
-        }
+            Some(vm::PmdState::Table) | None => return vm::FaultOutcome::Fallback,
+        };
+        trace.path = Path::Pmd;
+        trace.pfn = Some(frame.pfn());
+        let mapped = matches!(outcome, vm::FaultOutcome::Mapped);
+        trace.mapped(if mapped { 1 << vm::HUGE_ORDER } else { 0 });
+        outcome
     }
 }
 
 impl vm::FaultHandler for Instance {
     fn fault(&self, vma: &VmaMixedMap, fault: &vm::Fault<'_>) -> vm::FaultOutcome {
         let timer = STATS.start(self.switches.latency);
-        let outcome = match self.map(vma, fault) {
+        let mut trace = Trace::begin(self.switches.events);
+        let outcome = match self.map(vma, fault, &mut trace) {
             Ok(()) => vm::FaultOutcome::Mapped,
             Err(shortage) => outcome_of(shortage),
         };
@@ -228,15 +280,23 @@ impl vm::FaultHandler for Instance {
             Counter::ReadFaults
         };
         record_call(timer, &[Counter::Faults, kind]);
+        RECORDER.record(&trace, Call::Fault, &outcome, self.id, fault);
         outcome
     }
 
     fn pmd_fault(&self, fault: &vm::Fault<'_>, pmd: Option<&vm::PmdFault<'_>>) -> vm::FaultOutcome {
         let timer = STATS.start(self.switches.latency);
-        let outcome = self.map_pmd(fault, pmd);
+        let mut trace = Trace::begin(self.switches.events);
+        let outcome = self.map_pmd(fault, pmd, &mut trace);
         let calls = [Counter::HugeFaults, Counter::HugeFallbacks];
         let fell_back = matches!(outcome, vm::FaultOutcome::Fallback);
         record_call(timer, &calls[..1 + usize::from(fell_back)]);
+        let call = if fault.order == vm::HUGE_ORDER {
+            Call::Pmd
+        } else {
+            Call::Pud
+        };
+        RECORDER.record(&trace, call, &outcome, self.id, fault);
         outcome
     }
 }

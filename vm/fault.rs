@@ -36,6 +36,19 @@ use super::{
     HUGE_ORDER, //
 };
 
+/// The fault flags the flight recorder shows, each by its letter: the access (write,
+/// instruction fetch), who asked (user, remote: `get_user_pages` for another mm), and under
+/// which lock and on which try the core calls (the per-VMA lock, a retry, killable).
+pub(crate) const FAULT_FLAG_LETTERS: [(u32, u8); 7] = [
+    (bindings::fault_flag_FAULT_FLAG_WRITE, b'W'),
+    (bindings::fault_flag_FAULT_FLAG_USER, b'U'),
+    (bindings::fault_flag_FAULT_FLAG_VMA_LOCK, b'V'),
+    (bindings::fault_flag_FAULT_FLAG_TRIED, b'T'),
+    (bindings::fault_flag_FAULT_FLAG_REMOTE, b'R'),
+    (bindings::fault_flag_FAULT_FLAG_INSTRUCTION, b'I'),
+    (bindings::fault_flag_FAULT_FLAG_KILLABLE, b'K'),
+];
+
 /// What the core asked for in one fault.
 ///
 /// # Invariants
@@ -55,6 +68,11 @@ pub(crate) struct Fault<'a> {
     pub(crate) write: bool,
     /// Whether the mapping is shared (`MAP_SHARED`) rather than private.
     pub(crate) shared: bool,
+    /// The core's fault flags (`vmf->flags`, `enum fault_flag`), for the flight recorder.
+    pub(crate) flags: u32,
+    /// The order of the mapping the core asks for: 0 for `fault`, the PMD's or the PUD's
+    /// for `huge_fault`.
+    pub(crate) order: u32,
     /// The core's `vmf->pmd`: set for a 4 KiB fault and a PMD-level one, not for a PUD-level
     /// one, which the core asks for before it has looked up a PMD (`vmf->pmd` is NULL then).
     pmd: Option<NonNull<bindings::pmd_t>>,
@@ -220,12 +238,15 @@ impl<T: FaultHandler> VmOps<T> {
     ///
     /// `vmf` must be the valid fault of a VMA whose ops are `TABLE` or `HUGE_TABLE`, and
     /// the returned references are used only during that fault.
-    /// `with_pmd` says whether the core has set `vmf->pmd`: for `fault` and a PMD-level
-    /// `huge_fault`, not for a PUD-level one.
+    /// `order` is what the core asks for: 0 from `fault`, the PMD's or the PUD's order from
+    /// `huge_fault`.
     unsafe fn unpack<'a>(
         vmf: *mut bindings::vm_fault,
-        with_pmd: bool,
+        order: u32,
     ) -> (&'a T, &'a VmaMixedMap, Fault<'a>) {
+        // The core sets `vmf->pmd` for a 4 KiB fault and a PMD-level one, not for a PUD-level
+        // one.
+        let with_pmd = order == 0 || order == HUGE_ORDER;
         // SAFETY: the caller passes a valid `vmf` that lives for the whole fault, and its `vma`
         // is the faulting VMA, valid and locked (mmap or VMA read lock) for that long, so its
         // flags may be read.
@@ -240,6 +261,8 @@ impl<T: FaultHandler> VmOps<T> {
                     address: args.address,
                     write: vmf.flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0,
                     shared: shared != 0,
+                    flags: vmf.flags,
+                    order,
                     // INVARIANT: the core sets `vmf->pmd` to the faulting address's PMD entry
                     // (allocating the PMD table if need be) before it calls `fault` or a
                     // PMD-level `huge_fault`, and holds the mmap or VMA lock (see above).
@@ -271,7 +294,7 @@ impl<T: FaultHandler> VmOps<T> {
     /// Called by the core's fault path with a valid `vmf` whose VMA carries these ops.
     unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
         // SAFETY: as this function's own requirements.
-        let (handler, vma, fault) = unsafe { Self::unpack(vmf, true) };
+        let (handler, vma, fault) = unsafe { Self::unpack(vmf, 0) };
         handler.fault(vma, &fault).into_raw()
     }
 
@@ -283,7 +306,7 @@ impl<T: FaultHandler> VmOps<T> {
         order: kernel::ffi::c_uint,
     ) -> bindings::vm_fault_t {
         // SAFETY: as this function's own requirements.
-        let (handler, vma, fault) = unsafe { Self::unpack(vmf, order == HUGE_ORDER) };
+        let (handler, vma, fault) = unsafe { Self::unpack(vmf, order) };
         // The core does not check, for a file VMA, that a PMD fits (the driver must, as
         // DAX does): the whole 2 MiB must lie inside the VMA, and map a whole frame.
         let pmd = (order == HUGE_ORDER && pmd_fits(vma, &fault)).then_some(PmdFault {

@@ -9,9 +9,11 @@
 //! The cases are grouped by concern, one file a group, each listing its cases in `CASES`;
 //! `expect.rs` holds what they share. The groups run in the order below: the traffic first,
 //! then the files (whose histogram check needs faults counted since the load), and the
-//! groups that reload the module last (`trace`, whose last case does, `tools`, then
-//! `loading`, where all but one case reloads it). `RPD_PARAMS` gives every load its parameters, `RPD_MODULE` the module file.
+//! groups that reload the module last (`events` and `trace`, whose last cases do, `tools`,
+//! then `loading`, where all but one case reloads it). `RPD_PARAMS` gives every load its
+//! parameters, `RPD_MODULE` the module file.
 
+mod events;
 mod expect;
 mod files;
 mod huge;
@@ -40,6 +42,7 @@ const GROUPS: &[&[Case]] = &[
     huge::CASES,
     memcg::CASES,
     walk::CASES,
+    events::CASES,
     trace::CASES,
     tools::CASES,
     loading::CASES,
@@ -51,13 +54,12 @@ fn main() {
         std::process::exit(2);
     }
     assert_eq!(page_size(), 4096, "the tests assume 4 KiB pages");
-    // Arguments pick the cases whose names contain one of them (`pfdemo-e2e trace:`), for
-    // trying one group in the VM; without, every case.
-    let only: Vec<String> = std::env::args().skip(1).collect();
+    // RPD_E2E_ONLY=<text>: only the cases whose name contains it (for trying one group).
+    let only = std::env::var("RPD_E2E_ONLY").unwrap_or_default();
     let cases: Vec<Case> = GROUPS
         .concat()
         .into_iter()
-        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| name.contains(o.as_str())))
+        .filter(|(name, _)| name.contains(&only))
         .collect();
     let mut tap = Tap::new("e2e");
     tap.plan(cases.len());

@@ -133,8 +133,7 @@ fn task(kind: Kind, pages: usize, ctl: &Control, slot: usize) -> Res {
     } else {
         None
     };
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    let tid = pfdemo::sys::gettid();
     ctl.tid(slot).store(tid as u64, Relaxed);
     ctl.word(Control::READY).fetch_add(1, Relaxed);
     while ctl.word(Control::GO).load(Relaxed) == 0 {

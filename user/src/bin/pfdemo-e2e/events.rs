@@ -1,0 +1,477 @@
+//! The flight recorder (`events/` in debugfs) against the kernel's own records: every touch
+//! that faults is one record, in order, with the address, page offset and frame (pagemap's)
+//! of the access, the core's flags as the core passed them (a write, a user access, the
+//! per-VMA lock unless `map_pages=0`), the path the module's parameters choose, and parts
+//! that add up to no more than the whole; a ring that overflows says exactly how much it
+//! dropped; readers do not disturb each other or the faults; bad reads are refused; and
+//! `events=0` records nothing.
+
+use crate::expect::*;
+use pfdemo::events::{self, Event, Line, Reader, RECORD_BYTES};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const CASES: &[Case] = &[
+    (
+        "events: each fault is one record in order: address, offset, flags, path, pagemap's frame",
+        every_fault_is_one_record,
+    ),
+    (
+        "events: a 2 MiB aligned mapping with huge: one PMD record of 512 pages (or none without)",
+        huge_mapping_is_one_pmd_record,
+    ),
+    (
+        "events: a full ring drops the oldest and says exactly how many",
+        full_ring_counts_what_it_dropped,
+    ),
+    (
+        "events: readers at once all see every record; one that never reads holds nothing up",
+        readers_do_not_disturb,
+    ),
+    (
+        "events: bad reads get EINVAL, a read past the newest record is the end, files are 0400",
+        bad_reads_are_refused,
+    ),
+    (
+        "events: with events=0 nothing is recorded (then reloaded as before)",
+        off_records_nothing,
+    ),
+];
+
+/// The recorder's records per shard (the module's `RING`).
+const RING: u64 = 1024;
+
+fn dir() -> &'static Path {
+    Path::new(events::EVENTS_DIR)
+}
+
+/// The events of thread `tid` on instance `inst` in `batch`, but for the core's PUD-level
+/// calls: with `huge`, the first fault in a gigabyte of address space whose PUD entry is empty
+/// asks our huge-fault handler for a PUD first, which it declines (checked here), and then
+/// for a PMD or a 4 KiB page, which is what the touch is.
+fn ours(batch: &events::Batch, inst: u64, tid: u32) -> Result<Vec<Event>, String> {
+    let mut ours = Vec::new();
+    for e in batch
+        .events
+        .iter()
+        .filter(|e| e.inst == inst && e.tid == tid)
+    {
+        if e.call == "pud" {
+            ensure!(
+                e.path == "fallback" && e.out == "fallback" && e.pfn.is_none() && e.pages == 0,
+                "a PUD-level call that did not fall back: {e:?}"
+            );
+            continue;
+        }
+        ours.push(e.clone());
+    }
+    Ok(ours)
+}
+
+/// Checks what holds for every record of a fault taken by this thread at `va` of a shared
+/// device mapping: the address and offset, the flags, a frame, parts within the whole.
+fn check_record(e: &Event, va: usize, pgoff: u64, write: bool, map_pages: bool) -> Check {
+    ensure!(
+        e.addr == va as u64 && e.pgoff == pgoff,
+        "record {e:?}: expected address {va:#x}, offset {pgoff}"
+    );
+    ensure!(
+        e.pid == std::process::id() && e.call == "fault" && e.out == "mapped",
+        "record {e:?}: not a mapped fault of this process"
+    );
+    ensure!(
+        e.write() == write && e.how.contains('U'),
+        "record {e:?}: how={} for a user {}",
+        e.how,
+        if write { "write" } else { "read" }
+    );
+    // Without map_pages, the core retries every fault taken under the per-VMA lock under the
+    // mmap lock (vmf_can_call_fault): our handler then runs without FAULT_FLAG_VMA_LOCK.
+    ensure!(
+        e.how.contains('V') == map_pages,
+        "record {e:?}: how={} with map_pages={}",
+        e.how,
+        u8::from(map_pages)
+    );
+    ensure!(
+        e.reserve_ns + e.alloc_ns + e.map_ns <= e.total_ns && e.total_ns > 0,
+        "record {e:?}: the parts exceed the whole"
+    );
+    Ok(())
+}
+
+fn every_fault_is_one_record() -> Check {
+    let pages = 64;
+    let s = stats()?;
+    let (k, huge, map_pages) = (
+        prefault()?,
+        stat(&s, "huge")? == 1,
+        stat(&s, "map_pages")? == 1,
+    );
+    let dev = io("open", Device::open())?;
+    let inst = io("fdinfo", dev.fdinfo())?.instance;
+    let map = io("mmap", dev.map(pages, 0, true))?;
+    let mut pm = io("pagemap", Pagemap::open())?;
+    // Writes, then reads of pages no fault has mapped yet.
+    let touches: Vec<(usize, bool)> = [0, 3, 20, 40, 63]
+        .into_iter()
+        .map(|p| (p, true))
+        .chain([10, 30, 50].into_iter().map(|p| (p, false)))
+        .collect();
+    let (faulted, _) = fault_pattern(touches.iter().map(|t| t.0), pages)?;
+    let mut reader = Reader::from_now(dir())?;
+    let before = stats()?;
+    let t0 = sys::monotonic_ns();
+    for &(p, write) in &touches {
+        if write {
+            map.write(p, 0, p as u64 + 1);
+        } else {
+            std::hint::black_box(map.read(p, 0));
+        }
+    }
+    let t1 = sys::monotonic_ns();
+    let got = ours(&reader.flush()?, inst, sys::gettid())?;
+    let want: Vec<(usize, bool)> = touches
+        .iter()
+        .zip(&faulted)
+        .filter(|(_, f)| **f)
+        .map(|(t, _)| *t)
+        .collect();
+    ensure!(
+        got.len() == want.len(),
+        "{} records for {} faulting touches: {got:?}",
+        got.len(),
+        want.len()
+    );
+    let path = match (huge, k > 1) {
+        (true, _) => "subpage",
+        (false, true) => "batch",
+        (false, false) if stat(&s, "insert_pages")? == 1 => "pages",
+        (false, false) => "page",
+    };
+    // The pages each fault maps: its own, and with prefault those after it not yet mapped.
+    let mut present = vec![false; pages];
+    for (e, &(p, write)) in got.iter().zip(&want) {
+        check_record(e, map.addr(p), p as u64, write, map_pages)?;
+        let span = if huge {
+            p..p + 1
+        } else {
+            p..(p + k).min(pages)
+        };
+        let fresh = span
+            .filter(|&q| !std::mem::replace(&mut present[q], true))
+            .count() as u64;
+        let allocs = if huge { u64::from(e.new) } else { fresh };
+        ensure!(
+            e.pages == fresh && e.allocs == allocs,
+            "record {e:?}: {} pages mapped and {} frames allocated, expected {fresh} and {allocs}",
+            e.pages,
+            e.allocs
+        );
+        ensure!(
+            e.t_ns >= t0 && e.t_ns <= t1,
+            "record {e:?}: time {} outside the touches' {t0}..{t1}",
+            e.t_ns
+        );
+        ensure!(
+            e.path == path,
+            "record {e:?}: path {}, expected {path}",
+            e.path
+        );
+        let pfn = pagemap_pfn(&mut pm, map.addr(p))?;
+        ensure!(
+            e.pfn == pfn,
+            "record {e:?}: pfn {:?}, pagemap says {pfn:?}",
+            e.pfn
+        );
+        // The first touch of a frame allocates it: a page's own with 4 KiB frames, and with
+        // huge the first touch of the 2 MiB frame (all of these pages are in the first).
+        let first = !huge || std::ptr::eq(e, &got[0]);
+        ensure!(
+            e.new == first,
+            "record {e:?}: new={}, expected {first}",
+            e.new
+        );
+    }
+    ensure!(
+        got.windows(2).all(|w| w[0].t_ns <= w[1].t_ns),
+        "records out of order: {got:?}"
+    );
+    let recorded = stats()?
+        .change(&before, "events_recorded")
+        .map_err(|e| e.to_string())?;
+    ensure!(
+        recorded >= got.len() as i64,
+        "events_recorded moved by {recorded}, {} records read",
+        got.len()
+    );
+    deltas(&before, &[("events_lost", 0)])?;
+    // Zapped and touched again: the same frames, found, not allocated.
+    io("madvise", map.madvise(libc::MADV_DONTNEED))?;
+    let mut again = Reader::from_now(dir())?;
+    map.write(0, 0, 7);
+    let second = ours(&again.flush()?, inst, sys::gettid())?;
+    ensure!(
+        second.len() == 1 && !second[0].new && second[0].allocs == 0 && second[0].pfn == got[0].pfn,
+        "after MADV_DONTNEED: {second:?}, first time {:?}",
+        got[0]
+    );
+    Ok(())
+}
+
+fn huge_mapping_is_one_pmd_record() -> Check {
+    const TWO_MIB_PAGES: usize = 512;
+    let huge = stat(&stats()?, "huge")? == 1;
+    let dev = io("open", Device::open())?;
+    let inst = io("fdinfo", dev.fdinfo())?.instance;
+    let map = io("mmap", dev.map_aligned(TWO_MIB_PAGES, 0, true, 2 << 20))?;
+    let mut pm = io("pagemap", Pagemap::open())?;
+    let mut reader = Reader::from_now(dir())?;
+    map.write(5, 0, 1);
+    for p in [6, 100, 511] {
+        map.write(p, 0, 1);
+    }
+    let got = ours(&reader.flush()?, inst, sys::gettid())?;
+    if !huge {
+        // 4 KiB frames: no huge-fault handler, one record per page touched.
+        ensure!(
+            got.len() as i64 == expected_faults([5, 6, 100, 511], TWO_MIB_PAGES)?
+                && got.iter().all(|e| e.call == "fault"),
+            "without huge: {got:?}"
+        );
+        return Ok(());
+    }
+    // THP settings decide whether the core asks for a PMD (see README): a process without
+    // THP gets 4 KiB faults. The VM's default is to ask (madvise or always, and the module
+    // sets VM_HUGEPAGE).
+    let pmd: Vec<&Event> = got.iter().filter(|e| e.path == "pmd").collect();
+    ensure!(
+        got.len() == 1 && pmd.len() == 1,
+        "huge, 2 MiB aligned: expected one PMD record, got {got:?}"
+    );
+    let e = pmd[0];
+    let first = pagemap_pfn(&mut pm, map.addr(0))?;
+    ensure!(
+        e.call == "pmd"
+            && e.out == "mapped"
+            && e.addr == map.addr(0) as u64
+            && e.pages == 512
+            && e.new
+            && e.allocs == 1
+            && e.pfn == first,
+        "PMD record {e:?}: expected address {:#x}, 512 pages, a new frame, pfn {first:?}",
+        map.addr(0)
+    );
+    Ok(())
+}
+
+fn full_ring_counts_what_it_dropped() -> Check {
+    let k = prefault()? as u64;
+    // Records on CPU 0 only: this process, pinned, and whatever else runs there.
+    let faults = RING + 300;
+    let pages = (faults * k) as usize;
+    let heads = events::parse_heads(&io("heads", std::fs::read_to_string(dir().join("heads")))?)
+        .map_err(|e| e.to_string())?;
+    let start = heads[0].next;
+    in_child(|| {
+        if sys::pin_to_cpu(0).is_err() {
+            return 3;
+        }
+        let Ok(dev) = Device::open() else { return 4 };
+        let Ok(map) = dev.map(pages, 0, true) else {
+            return 5;
+        };
+        // With huge, 4 KiB faults only (a PMD would map 512 pages with one record).
+        if map.madvise(libc::MADV_NOHUGEPAGE).is_err() {
+            return 6;
+        }
+        for p in (0..pages).step_by(k as usize) {
+            map.write(p, 0, 1);
+        }
+        0
+    })?
+    .map_err(|code| format!("the pinned toucher failed ({code})"))?;
+    let heads = events::parse_heads(&io("heads", std::fs::read_to_string(dir().join("heads")))?)
+        .map_err(|e| e.to_string())?;
+    let end = heads[0].next;
+    ensure!(
+        end - start >= faults,
+        "shard 0 moved from {start} to {end}, fewer than the {faults} faults pinned to CPU 0"
+    );
+    // Read the shard from where it was before: first a drop line for what the ring no longer
+    // holds, then exactly the records it holds, to the end.
+    let file = io("open cpu0", std::fs::File::open(dir().join("cpu0")))?;
+    let mut buf = vec![0u8; RECORD_BYTES * 2048];
+    let n = io(
+        "read cpu0",
+        file.read_at(&mut buf, start * RECORD_BYTES as u64),
+    )?;
+    let lines = Line::parse_records(0, &buf[..n]).map_err(|e| e.to_string())?;
+    let Some(Line::Dropped { seq, count }) = lines.first() else {
+        return Err(format!("no drop line first: {:?}", lines.first()));
+    };
+    let kept = &lines[1..];
+    ensure!(
+        *seq == start && *count == end - start - RING,
+        "dropped seq={seq} count={count}, expected seq={start} count={}",
+        end - start - RING
+    );
+    ensure!(
+        kept.len() as u64 == RING,
+        "{count} dropped and {} kept of {} records, the ring holds {RING}",
+        kept.len(),
+        end - start
+    );
+    for (i, line) in kept.iter().enumerate() {
+        let Line::Event(e) = line else {
+            return Err(format!("a second drop line in a quiet ring: {line:?}"));
+        };
+        ensure!(
+            e.seq == start + count + i as u64,
+            "record {i} has seq {}",
+            e.seq
+        );
+    }
+    deltas(&stats()?, &[("events_lost", 0)])
+}
+
+fn readers_do_not_disturb() -> Check {
+    let pages = 600;
+    let dev = io("open", Device::open())?;
+    let inst = io("fdinfo", dev.fdinfo())?.instance;
+    let map = io("mmap", dev.map(pages, 0, true))?;
+    // Opened and never read: it must hold nothing up.
+    let _idle = io("open cpu0", std::fs::File::open(dir().join("cpu0")))?;
+    let readers = (0..4)
+        .map(|_| Reader::from_now(dir()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let tid = sys::gettid();
+    let want = expected_faults(0..pages, pages)? as usize;
+    let (took, seen) = std::thread::scope(|scope| {
+        let threads: Vec<_> = readers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut reader)| {
+                // From eager to lagging: a reader 10 ms behind gets hundreds at once.
+                let pause = Duration::from_millis([0, 1, 4, 10][i]);
+                let stop = &stop;
+                scope.spawn(move || -> Result<Vec<Event>, String> {
+                    let mut mine = Vec::new();
+                    loop {
+                        let done = stop.load(std::sync::atomic::Ordering::Acquire);
+                        let batch = if done {
+                            reader.flush()?
+                        } else {
+                            reader.poll()?
+                        };
+                        ensure!(
+                            batch.dropped == 0,
+                            "a reader lost {} records",
+                            batch.dropped
+                        );
+                        mine.extend(ours(&batch, inst, tid)?);
+                        if done {
+                            return Ok(mine);
+                        }
+                        std::thread::sleep(pause);
+                    }
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        for p in 0..pages {
+            map.write(p, 0, 1);
+        }
+        let took = started.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        let seen: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err("a reader panicked".into())))
+            .collect();
+        (took, seen)
+    });
+    let seen = seen.into_iter().collect::<Result<Vec<_>, _>>()?;
+    for (i, got) in seen.iter().enumerate() {
+        if got.len() != want {
+            let mut seen_addr = std::collections::BTreeSet::new();
+            let again: Vec<&Event> = got.iter().filter(|e| !seen_addr.insert(e.addr)).collect();
+            return Err(format!(
+                "reader {i} saw {} of our {want} records; again for one address: {again:?}",
+                got.len()
+            ));
+        }
+        ensure!(
+            got == &seen[0],
+            "reader {i} saw other records than reader 0"
+        );
+    }
+    // The touches do not wait for readers: a few ms of work, far below this bound.
+    ensure!(
+        took < Duration::from_secs(20),
+        "{pages} touches with 4 readers took {took:?}"
+    );
+    Ok(())
+}
+
+fn bad_reads_are_refused() -> Check {
+    let path = dir().join("cpu0");
+    let mode = io("stat", std::fs::metadata(&path))?.permissions().mode() & 0o777;
+    ensure!(mode == 0o400, "events/cpu0 has mode {mode:o}, not 400");
+    let file = io("open", std::fs::File::open(&path))?;
+    let mut small = [0u8; 100];
+    ensure!(
+        errno_of(file.read_at(&mut small, 0)) == Some(libc::EINVAL),
+        "a read smaller than a record is not EINVAL"
+    );
+    let mut buf = vec![0u8; RECORD_BYTES];
+    ensure!(
+        errno_of(file.read_at(&mut buf, RECORD_BYTES as u64 + 1)) == Some(libc::EINVAL),
+        "a read between records is not EINVAL"
+    );
+    ensure!(
+        io(
+            "read far ahead",
+            file.read_at(&mut buf, (1 << 40) * RECORD_BYTES as u64)
+        )? == 0,
+        "a read past the newest record is not the end of the file"
+    );
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: pread on an open descriptor into a buffer of the length given.
+    let negative = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), -512) };
+    ensure!(
+        negative == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL),
+        "a negative offset gave {negative}"
+    );
+    tried(4);
+    Ok(())
+}
+
+fn off_records_nothing() -> Check {
+    reload(&["events=0"])?;
+    let result = (|| {
+        let s = stats()?;
+        ensure!(stat(&s, "events")? == 0, "stats does not show events 0");
+        let heads = io("heads", std::fs::read_to_string(dir().join("heads")))?;
+        let dev = io("open", Device::open())?;
+        let map = io("mmap", dev.map(16, 0, true))?;
+        for p in 0..16 {
+            map.write(p, 0, 1);
+        }
+        ensure!(
+            io("heads", std::fs::read_to_string(dir().join("heads")))? == heads,
+            "the rings moved with events=0"
+        );
+        let after = stats()?;
+        ensure!(
+            stat(&after, "faults")? > 0 && stat(&after, "events_recorded")? == 0,
+            "events=0: {} faults, {} recorded",
+            stat(&after, "faults")?,
+            stat(&after, "events_recorded")?
+        );
+        Ok(())
+    })();
+    reload(&[])?;
+    result
+}
