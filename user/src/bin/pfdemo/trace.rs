@@ -227,7 +227,7 @@ fn hex(v: Option<u64>) -> String {
 /// The table, the unmatched records and the summary.
 fn print(t: &Timeline) {
     println!(
-        "{:>9} {:>6} {:>14} {:<24} {:>11} {:>5} {:<7} {:<7} {:>9} {:>3} {:>7} {:>8} {:>7} {:>8}",
+        "{:>9} {:>6} {:>14} {:<28} {:>9} {:>5} {:<8} {:<8} {:>9} {:>3} {:>10} {:>10} {:>10} {:>10}",
         "t(us)",
         "tid",
         "address",
@@ -238,15 +238,15 @@ fn print(t: &Timeline) {
         "out",
         "pfn",
         "new",
-        "reserve",
-        "alloc",
-        "map",
-        "total ns"
+        "reserve_ns",
+        "alloc_ns",
+        "map_ns",
+        "total_ns"
     );
     for r in &t.rows {
         let alloc = r.alloc.as_ref();
         let head = format!(
-            "{:>9} {:>6} {:>#14x} {:<24} {:>11} {:>5}",
+            "{:>9} {:>6} {:>#14x} {:<28} {:>9} {:>5}",
             r.t_us,
             r.tid,
             r.address,
@@ -256,7 +256,7 @@ fn print(t: &Timeline) {
         );
         match r.handler() {
             Some(h) => println!(
-                "{head} {:<7} {:<7} {:>9} {:>3} {:>7} {:>8} {:>7} {:>8}{}",
+                "{head} {:<8} {:<8} {:>9} {:>3} {:>10} {:>10} {:>10} {:>10}{}",
                 h.path,
                 h.out,
                 hex(h.pfn),
