@@ -46,10 +46,12 @@ fn dir() -> &'static Path {
     Path::new(events::EVENTS_DIR)
 }
 
-/// The events of thread `tid` on instance `inst` in `batch`, but for the core's PUD-level
-/// calls: with `huge`, the first fault in a gigabyte of address space whose PUD entry is empty
-/// asks our huge-fault handler for a PUD first, which it declines (checked here), and then
-/// for a PMD or a 4 KiB page, which is what the touch is.
+/// The events of thread `tid` on instance `inst` in `batch`, but for the huge handler's
+/// fallbacks. With `huge`, the core calls our huge-fault handler before a 4 KiB fault where
+/// the PUD entry is empty (a fresh gigabyte of address space: it asks for a PUD) or the PMD
+/// entry is (it asks for a PMD; the core leaves the check that one fits to the driver): where
+/// the 2 MiB do not fit, the handler declines (checked here), and the 4 KiB fault that
+/// follows is the touch.
 fn ours(batch: &events::Batch, inst: u64, tid: u32) -> Result<Vec<Event>, String> {
     let mut ours = Vec::new();
     for e in batch
@@ -57,10 +59,14 @@ fn ours(batch: &events::Batch, inst: u64, tid: u32) -> Result<Vec<Event>, String
         .iter()
         .filter(|e| e.inst == inst && e.tid == tid)
     {
-        if e.call == "pud" {
+        if e.path == "fallback" {
             ensure!(
-                e.path == "fallback" && e.out == "fallback" && e.pfn.is_none() && e.pages == 0,
-                "a PUD-level call that did not fall back: {e:?}"
+                (e.call == "pmd" || e.call == "pud")
+                    && e.out == "fallback"
+                    && e.pfn.is_none()
+                    && e.pages == 0
+                    && e.allocs == 0,
+                "a huge-fault fallback that did something: {e:?}"
             );
             continue;
         }
