@@ -105,8 +105,10 @@ pub struct Timeline {
     /// Allocations of the traced tasks that no handler call made (the processes' own
     /// memory, page tables, ...): counted only.
     pub other_allocs: usize,
-    /// Records the recorder overwrote before they were read.
+    /// Records the recorder overwrote before they were read (its drop lines).
     pub recorder_dropped: u64,
+    /// Records the recorder's writers lost (the module's `events_lost` during the run).
+    pub recorder_lost: u64,
     /// Events tracefs lost.
     pub trace_lost: u64,
     pub summary: Vec<PathSummary>,
@@ -120,6 +122,7 @@ impl Timeline {
             && self.unmatched_calls.is_empty()
             && self.calls_without_alloc.is_empty()
             && self.recorder_dropped == 0
+            && self.recorder_lost == 0
             && self.trace_lost == 0
     }
 }
@@ -154,6 +157,7 @@ pub struct Input<'a> {
     /// CLOCK_MONOTONIC at the start of tracing, in ns.
     pub started_ns: u64,
     pub recorder_dropped: u64,
+    pub recorder_lost: u64,
     pub trace_lost: u64,
 }
 
@@ -193,6 +197,7 @@ pub fn join(input: &Input) -> Timeline {
     }
     let mut t = Timeline {
         recorder_dropped: input.recorder_dropped,
+        recorder_lost: input.recorder_lost,
         trace_lost: input.trace_lost,
         ..Timeline::default()
     };
@@ -375,7 +380,8 @@ impl Tracer {
             pids: &traced,
             ranges,
             started_ns: self.session.started_ns,
-            recorder_dropped: batch.dropped + lost,
+            recorder_dropped: batch.dropped,
+            recorder_lost: lost,
             trace_lost: capture.lost,
         }))
     }
@@ -469,6 +475,7 @@ mod tests {
             ranges,
             started_ns: 1_000_000,
             recorder_dropped: 0,
+            recorder_lost: 0,
             trace_lost: 0,
         })
     }
@@ -576,6 +583,7 @@ mod tests {
             ranges: &[],
             started_ns: 0,
             recorder_dropped: 3,
+            recorder_lost: 0,
             trace_lost: 0,
         });
         assert_eq!(t.recorder_dropped, 3);

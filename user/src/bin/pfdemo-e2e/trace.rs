@@ -72,11 +72,12 @@ fn touches_join_one_to_one() -> Check {
     })?;
     ensure!(
         t.complete(),
-        "records that did not join: {} faults without a handler call, calls without a fault {:?}, new frames without an allocation {:?}, recorder lost {}, tracefs lost {}",
+        "records that did not join: {} faults without a handler call, calls without a fault {:?}, new frames without an allocation {:?}, recorder dropped {} and lost {}, tracefs lost {}",
         t.faults_without_handler,
         t.unmatched_calls,
         t.calls_without_alloc,
         t.recorder_dropped,
+        t.recorder_lost,
         t.trace_lost
     );
     ensure!(
@@ -224,6 +225,7 @@ fn a_command_traced() -> Check {
     ensure!(
         doc["faults_without_handler"] == 0
             && doc["recorder_dropped"] == 0
+            && doc["recorder_lost"] == 0
             && doc["trace_lost"] == 0,
         "lost or unmatched: {doc}"
     );

@@ -289,11 +289,12 @@ fn print(t: &Timeline) {
         t.other_allocs
     );
     println!(
-        "unmatched: {} faults in a device mapping without a handler call, {} handler calls without a CPU fault, {} new frames without an mm_page_alloc; lost: recorder {}, tracefs {}",
+        "unmatched: {} faults in a device mapping without a handler call, {} handler calls without a CPU fault, {} new frames without an mm_page_alloc; lost: recorder {} dropped + {} lost, tracefs {}",
         t.faults_without_handler,
         t.unmatched_calls.len(),
         t.calls_without_alloc.len(),
         t.recorder_dropped,
+        t.recorder_lost,
         t.trace_lost
     );
     for c in &t.unmatched_calls {
