@@ -280,20 +280,35 @@ pub struct Options {
 /// documentation).
 pub struct Session {
     dir: PathBuf,
-    /// Whether this session mounted tracefs (and so unmounts it on drop).
-    mounted: bool,
     /// CLOCK_MONOTONIC when tracing was switched on, in nanoseconds.
     pub started_ns: u64,
+    /// Unmounts tracefs if the session mounted it: after the instance is gone (a struct's
+    /// fields drop after its `drop`).
+    _mount: Mount,
+}
+
+/// tracefs, mounted by a session (unmounted on drop) or found mounted (left alone).
+struct Mount {
+    ours: bool,
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.ours {
+            // SAFETY: a NUL-terminated path alive for the call.
+            unsafe { libc::umount2(c"/sys/kernel/tracing".as_ptr(), 0) };
+        }
+    }
 }
 
 fn write(path: &Path, value: &str) -> Res {
     std::fs::write(path, value).map_err(|e| format!("writing {value:?} to {}: {e}", path.display()))
 }
 
-/// Mounts tracefs at [`TRACEFS`] unless it is there; whether this call mounted it.
-fn mount_tracefs() -> Res<bool> {
+/// Mounts tracefs at [`TRACEFS`] unless it is there.
+fn mount_tracefs() -> Res<Mount> {
     if Path::new(TRACEFS).join("instances").is_dir() {
-        return Ok(false);
+        return Ok(Mount { ours: false });
     }
     // SAFETY: NUL-terminated strings alive for the call; no mount data.
     let r = unsafe {
@@ -313,33 +328,23 @@ fn mount_tracefs() -> Res<bool> {
             format!("mounting tracefs at {TRACEFS}: {e} (are you root?)")
         });
     }
-    Ok(true)
+    Ok(Mount { ours: true })
 }
 
 impl Session {
     /// Mounts tracefs if needed, makes the instance, sets it up as `opts` say and clears it;
     /// tracing is off until [`Session::start`]. Any failure removes what was made.
     pub fn new(opts: &Options) -> Res<Session> {
-        let mounted = mount_tracefs()?;
+        let mount = mount_tracefs()?;
         let instances = Path::new(TRACEFS).join("instances");
         remove_stale_instances(&instances);
         let dir = instances.join(format!("pfdemo-{}", std::process::id()));
-        if let Err(e) = std::fs::create_dir(&dir) {
-            let session = Session {
-                dir: PathBuf::new(),
-                mounted,
-                started_ns: 0,
-            };
-            drop(session);
-            return Err(format!(
-                "making the tracing instance {}: {e}",
-                dir.display()
-            ));
-        }
+        std::fs::create_dir(&dir)
+            .map_err(|e| format!("making the tracing instance {}: {e}", dir.display()))?;
         let session = Session {
             dir,
-            mounted,
             started_ns: 0,
+            _mount: mount,
         };
         session.setup(opts)?;
         Ok(session)
@@ -432,18 +437,12 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if !self.dir.as_os_str().is_empty() {
-            let _ = write(&self.dir.join("tracing_on"), "0");
-            if let Err(e) = std::fs::remove_dir(&self.dir) {
-                eprintln!(
-                    "pfdemo: could not remove the tracing instance {}: {e}; remove it with rmdir",
-                    self.dir.display()
-                );
-            }
-        }
-        if self.mounted {
-            // SAFETY: a NUL-terminated path alive for the call.
-            unsafe { libc::umount2(c"/sys/kernel/tracing".as_ptr(), 0) };
+        let _ = write(&self.dir.join("tracing_on"), "0");
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            eprintln!(
+                "pfdemo: could not remove the tracing instance {}: {e}; remove it with rmdir",
+                self.dir.display()
+            );
         }
     }
 }
