@@ -110,10 +110,12 @@ pub struct TraceEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TraceLine {
     Event(TraceEvent),
-    /// `CPU:<n> [LOST <count> EVENTS]`: the ring buffer of that CPU overwrote events.
+    /// `CPU:<n> [LOST <count> EVENTS]`: the ring buffer of that CPU overwrote events
+    /// (`count` is None for `[LOST EVENTS]`, which the `trace` file prints when events were
+    /// overwritten while it was read, without saying how many).
     Lost {
         cpu: u32,
-        count: u64,
+        count: Option<u64>,
     },
 }
 
@@ -152,13 +154,18 @@ impl TraceLine {
             let (cpu, rest) = rest
                 .split_once(' ')
                 .ok_or_else(|| bad(line, "a CPU line"))?;
-            let count = rest
-                .strip_prefix("[LOST ")
-                .and_then(|r| r.strip_suffix(" EVENTS]"))
-                .ok_or_else(|| bad(line, "a CPU line that is not a LOST line"))?;
+            let count = match rest {
+                "[LOST EVENTS]" => None,
+                _ => Some(
+                    rest.strip_prefix("[LOST ")
+                        .and_then(|r| r.strip_suffix(" EVENTS]"))
+                        .ok_or_else(|| bad(line, "a CPU line that is not a LOST line"))
+                        .and_then(|n| number(line, n))?,
+                ),
+            };
             return Ok(Some(TraceLine::Lost {
                 cpu: number(line, cpu)? as u32,
-                count: number(line, count)?,
+                count,
             }));
         }
         // The header ends at the first "<timestamp>: " preceded by a "[<cpu>]".
@@ -234,7 +241,9 @@ impl TraceLine {
 #[derive(Debug, Default, Clone)]
 pub struct Capture {
     pub events: Vec<TraceEvent>,
-    /// Events lost: the `LOST` lines plus the per-CPU `overrun` and `dropped events`.
+    /// Events lost: the per-CPU `overrun` and `dropped events` of the buffer, or what the
+    /// `LOST` lines say if that is more (one for a line without a count): the two count the
+    /// same overwritten events, so they are not added.
     pub lost: u64,
 }
 
@@ -244,7 +253,7 @@ pub fn parse_trace(text: &str) -> Result<Capture, ParseError> {
     for line in text.lines() {
         match TraceLine::parse(line)? {
             Some(TraceLine::Event(e)) => capture.events.push(e),
-            Some(TraceLine::Lost { count, .. }) => capture.lost += count,
+            Some(TraceLine::Lost { count, .. }) => capture.lost += count.unwrap_or(1),
             None => {}
         }
     }
@@ -425,12 +434,14 @@ impl Session {
         let per_cpu = self.dir.join("per_cpu");
         let cpus =
             std::fs::read_dir(&per_cpu).map_err(|e| format!("{}: {e}", per_cpu.display()))?;
+        let mut overrun = 0;
         for cpu in cpus {
             let stats = cpu.map_err(|e| e.to_string())?.path().join("stats");
             let text =
                 std::fs::read_to_string(&stats).map_err(|e| format!("{}: {e}", stats.display()))?;
-            capture.lost += parse_cpu_stats(&text).map_err(|e| e.to_string())?;
+            overrun += parse_cpu_stats(&text).map_err(|e| e.to_string())?;
         }
+        capture.lost = capture.lost.max(overrun);
         Ok(capture)
     }
 }
@@ -570,7 +581,17 @@ mod tests {
         assert_eq!(TraceLine::parse("").unwrap(), None);
         assert_eq!(
             TraceLine::parse("CPU:1 [LOST 42 EVENTS]").unwrap(),
-            Some(TraceLine::Lost { cpu: 1, count: 42 })
+            Some(TraceLine::Lost {
+                cpu: 1,
+                count: Some(42)
+            })
+        );
+        assert_eq!(
+            TraceLine::parse("CPU:0 [LOST EVENTS]").unwrap(),
+            Some(TraceLine::Lost {
+                cpu: 0,
+                count: None
+            })
         );
         let other = FAULT.replace(
             "page_fault_user: address=0x7ffd55fe4628 ip=0x4e18ce error_code=0x7",

@@ -30,6 +30,10 @@ pub const CASES: &[Case] = &[
         copy_on_write_is_reported,
     ),
     (
+        "trace: a trace buffer too small for the run: its losses are counted, every touched page still accounted for",
+        a_full_buffer_is_reported,
+    ),
+    (
         "trace: with the recorder off (events=0), pfdemo trace says so and how to fix it",
         recorder_off_is_explained,
     ),
@@ -46,11 +50,20 @@ fn stride() -> Result<usize, String> {
 
 /// Runs `touch` on `map` traced (this process only), and joins; pagemap's frames added.
 fn traced(map: &Mapping, touch: impl FnOnce(&Mapping)) -> Result<Timeline, String> {
+    traced_with(4096, map, touch)
+}
+
+/// [`traced`] with a trace buffer of `buffer_kb` KiB per CPU.
+fn traced_with(
+    buffer_kb: u64,
+    map: &Mapping,
+    touch: impl FnOnce(&Mapping),
+) -> Result<Timeline, String> {
     let me = std::process::id();
     let mut tracer = Tracer::new(&Options {
         pids: vec![me],
         follow_forks: false,
-        buffer_kb: 4096,
+        buffer_kb,
     })?;
     tracer.start()?;
     touch(map);
@@ -312,6 +325,53 @@ fn copy_on_write_is_reported() -> Check {
         write.pagemap_pfn.is_some() && write.pagemap_pfn != ours,
         "after the write, pagemap shows {:?}, our frame was {ours:?}: no copy?",
         write.pagemap_pfn
+    );
+    Ok(())
+}
+
+/// 400 first touches into a trace buffer of one page per CPU: tracefs overwrites the oldest
+/// of their 800 events. The tool must say it lost events, and no touch may vanish: each
+/// touched page is a row (its CPU fault survived) or a handler call listed without its CPU
+/// fault. 400 touches stay within the recorder's 1024 records per CPU (two calls each with
+/// `huge` on a mapping that is not 2 MiB aligned), so the recorder drops nothing.
+fn a_full_buffer_is_reported() -> Check {
+    const TOUCHES: usize = 400;
+    let stride = prefault()?;
+    let dev = io("open", Device::open())?;
+    let map = io("mmap", dev.map(TOUCHES * stride, 0, true))?;
+    let t = traced_with(4, &map, |map| {
+        for n in 0..TOUCHES {
+            trace::touch(map, n * stride, true);
+        }
+    })?;
+    ensure!(
+        t.recorder_dropped == 0 && t.recorder_lost == 0,
+        "the recorder lost records too ({} dropped, {} lost): the case needs fewer touches",
+        t.recorder_dropped,
+        t.recorder_lost
+    );
+    ensure!(
+        t.trace_lost > 0 && t.rows.len() < TOUCHES && !t.complete(),
+        "a 4 KiB buffer held {} of {TOUCHES} faults and says it lost {} events",
+        t.rows.len(),
+        t.trace_lost
+    );
+    let page = |a: u64| (a - map.addr(0) as u64) as usize / page_size();
+    let mut seen = std::collections::BTreeSet::new();
+    seen.extend(
+        t.rows
+            .iter()
+            .filter(|r| !r.calls.is_empty())
+            .map(|r| page(r.address)),
+    );
+    seen.extend(t.unmatched_calls.iter().map(|c| page(c.addr)));
+    let want: std::collections::BTreeSet<usize> = (0..TOUCHES).map(|n| n * stride).collect();
+    ensure!(
+        seen == want,
+        "touched pages not accounted for: {:?} (rows {}, calls without a CPU fault {})",
+        want.difference(&seen).collect::<Vec<_>>(),
+        t.rows.len(),
+        t.unmatched_calls.len()
     );
     Ok(())
 }
