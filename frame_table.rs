@@ -231,7 +231,12 @@ mod tests {
 
         fn frame(&self, index: usize) -> Result<vm::FrameRef<'_, ORDER>> {
             self.table
-                .frame(&self.budget, &self.stats, index, &mut Trace::begin(false))
+                .frame(
+                    &self.budget,
+                    &self.stats,
+                    index,
+                    &mut Trace::begin(false, false),
+                )
                 .map_err(|_| ENOMEM)
         }
     }
@@ -253,14 +258,14 @@ mod tests {
     #[test]
     fn frame_tells_the_trace_whether_it_allocated() -> Result {
         let t = Bench::<0>::new(16)?;
-        let mut first = Trace::begin(true);
+        let mut first = Trace::begin(true, false);
         t.table
             .frame(&t.budget, &t.stats, 1, &mut first)
             .map_err(|_| ENOMEM)?;
         assert!(first.new);
         assert_eq!(first.allocs, 1);
         // The second touch finds the frame: nothing allocated, nothing new.
-        let mut again = Trace::begin(true);
+        let mut again = Trace::begin(true, false);
         t.table
             .frame(&t.budget, &t.stats, 1, &mut again)
             .map_err(|_| ENOMEM)?;
@@ -275,7 +280,13 @@ mod tests {
         let known = t.frame(2)?.pfn();
         let mut slots = [None; 4];
         t.table
-            .fill(&t.budget, &t.stats, 0, &mut slots, &mut Trace::begin(false))
+            .fill(
+                &t.budget,
+                &t.stats,
+                0,
+                &mut slots,
+                &mut Trace::begin(false, false),
+            )
             .map_err(|_| ENOMEM)?;
         assert!(slots.iter().all(|slot| slot.is_some()));
         assert_eq!(slots[2].map(|f| f.pfn()), Some(known));
@@ -291,8 +302,13 @@ mod tests {
         let mut slots = [None; 5];
         // Five new frames do not fit under a cap of three: none is allocated.
         assert!(matches!(
-            t.table
-                .fill(&t.budget, &t.stats, 0, &mut slots, &mut Trace::begin(false)),
+            t.table.fill(
+                &t.budget,
+                &t.stats,
+                0,
+                &mut slots,
+                &mut Trace::begin(false, false)
+            ),
             Err(Shortage::Cap)
         ));
         assert!(slots.iter().all(|slot| slot.is_none()));
@@ -304,12 +320,12 @@ mod tests {
                 &t.stats,
                 0,
                 &mut slots[..3],
-                &mut Trace::begin(false),
+                &mut Trace::begin(false, false),
             )
             .map_err(|_| ENOMEM)?;
         assert!(matches!(
             t.table
-                .frame(&t.budget, &t.stats, 3, &mut Trace::begin(false)),
+                .frame(&t.budget, &t.stats, 3, &mut Trace::begin(false, false)),
             Err(Shortage::Cap)
         ));
         assert_eq!((t.table.pages(), t.budget.live()), (3, 3));

@@ -290,12 +290,18 @@ impl Record {
     }
 }
 
-/// A record being put together by a handler call: its clock, and what the call did so far.
+/// A handler call's clock and its record so far, put together as the call goes.
 ///
-/// Off (`events=0`), it reads no clock, and the fields it fills are never looked at.
+/// The clock is read at the start, after the reservation, after the allocation and at the end:
+/// four times for a recorded call (`events=1`), the mapping being the rest. A call timed for
+/// the latency histogram only reads it at the start and the end, and one neither recorded nor
+/// timed not at all.
 pub(crate) struct Trace {
+    /// Whether the call is recorded (`events=1`).
     on: bool,
-    /// The call's start, and the end of its last part, in ns.
+    /// Whether it is timed for the histogram.
+    timed: bool,
+    /// The call's start, and the end of its last part, in ns (0 when the clock is not read).
     start: u64,
     last: u64,
     pub(crate) path: Path,
@@ -305,15 +311,16 @@ pub(crate) struct Trace {
     pub(crate) allocs: u32,
     reserve_ns: u64,
     alloc_ns: u64,
-    map_ns: u64,
+    total_ns: u64,
 }
 
 impl Trace {
-    /// Starts the record of a handler call, if `on`.
-    pub(crate) fn begin(on: bool) -> Self {
-        let start = if on { vm::now_ns() } else { 0 };
+    /// Starts a handler call, recorded if `on`, timed for the histogram if `timed`.
+    pub(crate) fn begin(on: bool, timed: bool) -> Self {
+        let start = if on || timed { vm::now_ns() } else { 0 };
         Self {
             on,
+            timed,
             start,
             last: start,
             path: Path::None,
@@ -323,11 +330,11 @@ impl Trace {
             allocs: 0,
             reserve_ns: 0,
             alloc_ns: 0,
-            map_ns: 0,
+            total_ns: 0,
         }
     }
 
-    /// The nanoseconds since the last part ended (0 when off).
+    /// The nanoseconds since the last part ended (0, and no clock read, when not recorded).
     fn lap(&mut self) -> u64 {
         if !self.on {
             return 0;
@@ -349,10 +356,18 @@ impl Trace {
         self.allocs += frames;
     }
 
-    /// `pages` pages were mapped (0 when the core would not).
+    /// `pages` pages were mapped (0 when the core would not); their time is the rest of the
+    /// call's, taken at [`Trace::finish`].
     pub(crate) fn mapped(&mut self, pages: u32) {
-        self.map_ns += self.lap();
         self.pages += pages;
+    }
+
+    /// Ends the call; the nanoseconds it took if it is timed for the histogram.
+    pub(crate) fn finish(&mut self) -> Option<u64> {
+        if self.on || self.timed {
+            self.total_ns = vm::now_ns().saturating_sub(self.start);
+        }
+        self.timed.then_some(self.total_ns)
     }
 }
 
@@ -564,8 +579,8 @@ impl Recorder {
         &self.rings[k]
     }
 
-    /// Records a handler call that `trace` followed: the rest of the record is the call's
-    /// context, taken here. Does nothing when `trace` is off.
+    /// Records a handler call that `trace` followed, after [`Trace::finish`]: the rest of the
+    /// record is the call's context, taken here. Does nothing when `trace` is off.
     pub(crate) fn record(
         &self,
         trace: &Trace,
@@ -601,8 +616,11 @@ impl Recorder {
             allocs: trace.allocs,
             reserve_ns: trace.reserve_ns,
             alloc_ns: trace.alloc_ns,
-            map_ns: trace.map_ns,
-            total_ns: vm::now_ns().saturating_sub(trace.start),
+            // The rest of the call: the page-table updates and what surrounds them.
+            map_ns: trace
+                .total_ns
+                .saturating_sub(trace.reserve_ns + trace.alloc_ns),
+            total_ns: trace.total_ns,
         };
         let kept = self.rings[cpu as usize % SHARDS].push(&record);
         let counter = if kept {

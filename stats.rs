@@ -17,10 +17,6 @@ use kernel::{
         Atomic,
         Relaxed, //
     },
-    time::{
-        Instant,
-        Monotonic, //
-    },
 };
 
 use crate::{
@@ -119,9 +115,6 @@ pub(crate) struct Shard {
     calls: Atomic<u64>,
 }
 
-/// A handler call's start, if it is one of those timed for the histogram.
-pub(crate) struct Timer(Option<Instant<Monotonic>>);
-
 /// The module's counters and the handler-latency histogram.
 ///
 /// The fault path takes no lock, and, so that faults on different CPUs do not fight over
@@ -175,19 +168,19 @@ impl Stats {
         self.sum(|shard| &shard.counters[counter as usize])
     }
 
-    /// Starts a handler call: timed when `every` says so (0: never, 1: always, N: every Nth
-    /// call of this CPU's shard). The clock is read only for a timed call.
-    pub(crate) fn start(&self, every: u32) -> Timer {
-        let timed = match every {
+    /// Whether a handler call starting now is timed for the histogram, as `every` says (0:
+    /// never, 1: always, N: every Nth call of this CPU's shard). The handler reads the clock
+    /// (see [`crate::recorder::Trace`]) only for a timed call, or one it records.
+    pub(crate) fn timed(&self, every: u32) -> bool {
+        match every {
             0 => false,
             1 => true,
             n => self.shard().calls.fetch_add(1, Relaxed) % u64::from(n) == 0,
-        };
-        Timer(timed.then(Instant::<Monotonic>::now))
+        }
     }
 
-    /// Counts one handler call, adding one to each of `calls`, and, if it took `ns`
-    /// nanoseconds by a [`Timer`], its time: all on one shard, found once.
+    /// Counts one handler call, adding one to each of `calls`, and, if it was timed, its
+    /// `ns` nanoseconds: all on one shard, found once.
     pub(crate) fn record_call(&self, calls: &[Counter], ns: Option<u64>) {
         let shard = self.shard();
         for &counter in calls {
@@ -234,14 +227,6 @@ impl Stats {
         }
         Ok(())
     }
-}
-
-/// Records in [`STATS`] one handler call that [`Stats::start`] began, counted in `calls`.
-pub(crate) fn record_call(timer: Timer, calls: &[Counter]) {
-    let ns = timer
-        .0
-        .map(|start| u64::try_from(start.elapsed().as_nanos()).unwrap_or(0));
-    STATS.record_call(calls, ns);
 }
 
 #[kunit_tests(rust_pagefault_demo_stats)]
@@ -292,10 +277,10 @@ mod tests {
     #[test]
     fn sampling_times_every_nth_call() -> Result {
         let stats = KBox::new(Stats::new(), GFP_KERNEL)?;
-        assert!(stats.start(0).0.is_none());
-        assert!(stats.start(1).0.is_some());
+        assert!(!stats.timed(0));
+        assert!(stats.timed(1));
         // Every third call of a shard; the test may move between CPUs, so count per shard.
-        let timed = (0..30).filter(|_| stats.start(3).0.is_some()).count();
+        let timed = (0..30).filter(|_| stats.timed(3)).count();
         let shards_used = stats
             .shards
             .iter()

@@ -35,7 +35,6 @@ use crate::{
         RECORDER, //
     },
     stats::{
-        record_call,
         Counter,
         STATS, //
     },
@@ -268,8 +267,8 @@ impl Instance {
 
 impl vm::FaultHandler for Instance {
     fn fault(&self, vma: &VmaMixedMap, fault: &vm::Fault<'_>) -> vm::FaultOutcome {
-        let timer = STATS.start(self.switches.latency);
-        let mut trace = Trace::begin(self.switches.events);
+        let timed = STATS.timed(self.switches.latency);
+        let mut trace = Trace::begin(self.switches.events, timed);
         let outcome = match self.map(vma, fault, &mut trace) {
             Ok(()) => vm::FaultOutcome::Mapped,
             Err(shortage) => outcome_of(shortage),
@@ -279,18 +278,18 @@ impl vm::FaultHandler for Instance {
         } else {
             Counter::ReadFaults
         };
-        record_call(timer, &[Counter::Faults, kind]);
+        STATS.record_call(&[Counter::Faults, kind], trace.finish());
         RECORDER.record(&trace, Call::Fault, &outcome, self.id, fault);
         outcome
     }
 
     fn pmd_fault(&self, fault: &vm::Fault<'_>, pmd: Option<&vm::PmdFault<'_>>) -> vm::FaultOutcome {
-        let timer = STATS.start(self.switches.latency);
-        let mut trace = Trace::begin(self.switches.events);
+        let timed = STATS.timed(self.switches.latency);
+        let mut trace = Trace::begin(self.switches.events, timed);
         let outcome = self.map_pmd(fault, pmd, &mut trace);
         let calls = [Counter::HugeFaults, Counter::HugeFallbacks];
         let fell_back = matches!(outcome, vm::FaultOutcome::Fallback);
-        record_call(timer, &calls[..1 + usize::from(fell_back)]);
+        STATS.record_call(&calls[..1 + usize::from(fell_back)], trace.finish());
         let call = if fault.order == vm::HUGE_ORDER {
             Call::Pmd
         } else {

@@ -241,6 +241,19 @@ pub fn in_child_within(
     limit: std::time::Duration,
     f: impl FnOnce() -> i32,
 ) -> Res<Result<i32, i32>> {
+    let child = spawn_child(f)?;
+    match crate::io("wait", child.wait_within(limit))? {
+        Some(exit) => Ok(exit.result()),
+        None => Err(format!(
+            "the child was still running after {limit:?}: killed"
+        )),
+    }
+}
+
+/// The start of [`in_child`]: forks a child of this (single-threaded) process that runs
+/// `f`, SIGBUS at its default action, and returns it, for a parent that acts on the child
+/// (or on what it waits for) while it runs, then waits for it itself.
+pub fn spawn_child(f: impl FnOnce() -> i32) -> Res<Child> {
     // A thread that was just joined can still be counted for a moment: its exit wakes the
     // joiner before the kernel takes it out of the thread group.
     let mut threads = crate::io("/proc/self/status", thread_count())?;
@@ -261,13 +274,7 @@ pub fn in_child_within(
         f()
     };
     // SAFETY: the process has no other thread (checked above), so the child may do anything.
-    let child = crate::io("fork", unsafe { fork(child) })?;
-    match crate::io("wait", child.wait_within(limit))? {
-        Some(exit) => Ok(exit.result()),
-        None => Err(format!(
-            "the child was still running after {limit:?}: killed"
-        )),
-    }
+    crate::io("fork", unsafe { fork(child) })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -344,6 +351,11 @@ impl Memcg {
         &self.path
     }
 
+    /// The group's path below the root of cgroup2 (`/name`), as the kernel's log names it.
+    pub fn name(&self) -> &str {
+        &self.path[CGROUP.len()..]
+    }
+
     /// Moves this process into the group.
     pub fn join(&self) -> Res {
         std::fs::write(
@@ -370,10 +382,21 @@ impl Memcg {
     /// statistics every 2 s: a caller that needs the latest changes waits for a flush first
     /// ([`Memcg::settled_stat`]).
     pub fn stat(&self, name: &str) -> Res<u64> {
-        let text = crate::io("memory.stat", self.read("memory.stat"))?;
+        self.field("memory.stat", name)
+    }
+
+    /// Event `name` of the group's `memory.events` (`max`, `oom`, `oom_kill`, ...): how many
+    /// times it happened in this group and below since the group was made.
+    pub fn event(&self, name: &str) -> Res<u64> {
+        self.field("memory.events", name)
+    }
+
+    /// The number on the `name value` line of the group's flat-keyed file `file`.
+    fn field(&self, file: &str, name: &str) -> Res<u64> {
+        let text = crate::io(file, self.read(file))?;
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .ok_or_else(|| format!("{}/memory.stat has no field {name}", self.path))
+            .ok_or_else(|| format!("{}/{file} has no field {name}", self.path))
     }
 
     /// [`Memcg::stat`] after the kernel's periodic flush has caught up with the last changes.

@@ -95,6 +95,34 @@ impl Stats {
     pub fn delta(&self, before: &Stats, name: &str) -> i64 {
         self.get(name) as i64 - before.get(name) as i64
     }
+
+    /// The module's parameters and their defaults that a parameter set of the test suite
+    /// may change, in the order the sets name them (`qemu/guest-test.sh`).
+    const SETTINGS: [(&'static str, u64); 5] = [
+        ("prefault", 1),
+        ("huge", 0),
+        ("map_pages", 1),
+        ("insert_pages", 0),
+        ("latency", 1),
+    ];
+
+    /// The parameter set the module runs with, by its own `stats`: each setting that is
+    /// not its default as `name=value`, joined by `,` (as the e2e run names its set), or
+    /// `default`. A label read from the module cannot name a set it did not run with.
+    pub fn settings_label(&self) -> String {
+        let set: Vec<String> = Self::SETTINGS
+            .iter()
+            .filter_map(|&(name, default)| {
+                let value = self.0.get(name).copied().unwrap_or(default);
+                (value != default).then(|| format!("{name}={value}"))
+            })
+            .collect();
+        if set.is_empty() {
+            "default".into()
+        } else {
+            set.join(",")
+        }
+    }
 }
 
 /// One row of the `frames` file.
@@ -670,6 +698,26 @@ mod tests {
             .unwrap()
             .missing(&Stats::REQUIRED)
             .is_empty());
+    }
+
+    #[test]
+    fn settings_label_names_what_differs_from_the_defaults() {
+        let label = |text: &str| Stats::parse(text).unwrap().settings_label();
+        let defaults = "prefault 1\nhuge 0\nmap_pages 1\nlatency 1\ninsert_pages 0\n";
+        assert_eq!(label(defaults), "default");
+        assert_eq!(
+            label(&defaults.replace("prefault 1", "prefault 16")),
+            "prefault=16"
+        );
+        // The two switch sets of qemu/guest-test.sh, whatever order stats lists them in.
+        assert_eq!(
+            label("prefault 1\nhuge 0\nmap_pages 0\nlatency 0\ninsert_pages 1\n"),
+            "map_pages=0,insert_pages=1,latency=0"
+        );
+        assert_eq!(
+            label("prefault 1\nhuge 1\nmap_pages 0\nlatency 7\ninsert_pages 0\n"),
+            "huge=1,map_pages=0,latency=7"
+        );
     }
 
     #[test]

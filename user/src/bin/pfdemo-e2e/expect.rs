@@ -203,3 +203,37 @@ pub fn latency_total() -> Result<u64, String> {
         .map(|(_, c)| c)
         .sum())
 }
+
+/// The kernel log lines that `act` caused.
+pub fn kernel_log_of<T>(act: impl FnOnce() -> T) -> Result<(T, Vec<String>), String> {
+    let mut kmsg = io("open /dev/kmsg", Kmsg::from_now())?;
+    let result = act();
+    Ok((result, io("read /dev/kmsg", kmsg.read_new())?))
+}
+
+/// What starts a kernel report (a bug, a warning, a sanitizer's finding): the words
+/// `scripts/test.sh` scans the whole guest log for, but for `RIP:`, which an expected report
+/// such as the OOM killer's carries too (the user registers of the faulting task).
+const REPORTS: &[&str] = &[
+    "BUG:",
+    "WARNING:",
+    "KASAN",
+    "UBSAN",
+    "Oops",
+    "Kernel panic",
+    "panicked at",
+    "general protection",
+    "possible circular locking",
+    "possible recursive locking",
+    "inconsistent lock state",
+    "suspicious RCU usage",
+    "sleeping function called from invalid context",
+    "Bad page",
+];
+
+/// The lines of `log` that are (the first lines of) kernel reports.
+pub fn kernel_reports(log: &[String]) -> Vec<&String> {
+    log.iter()
+        .filter(|l| REPORTS.iter().any(|r| l.contains(r)))
+        .collect()
+}

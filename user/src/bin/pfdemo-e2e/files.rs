@@ -12,7 +12,7 @@ pub const CASES: &[Case] = &[
         stats_lists_every_contract_counter,
     ),
     (
-        "stats: instances_opened, prefaulted, metadata_bytes move as the contract says",
+        "stats: instances_opened, open_nomem, prefaulted, metadata_bytes move as the contract says",
         stats_counters_move_as_promised,
     ),
     (
@@ -60,6 +60,7 @@ fn stats_lists_every_contract_counter() -> Check {
         "no_huge_frame",
         "frames_discarded",
         "instances_opened",
+        "open_nomem",
         "prefaulted",
         "metadata_bytes",
         "mmap_refused",
@@ -75,8 +76,9 @@ fn stats_lists_every_contract_counter() -> Check {
     Ok(())
 }
 
-/// An open counts in `instances` and `instances_opened`, and its directory and instance in
-/// `metadata_bytes` (what fdinfo says of it); a first touch maps `prefault - 1` pages besides
+/// An open counts in `instances` and `instances_opened`, not in `open_nomem` (only an open
+/// the module refuses for lack of memory does: the injection stress checks that side), and
+/// its directory and instance in `metadata_bytes` (what fdinfo says of it); a first touch maps `prefault - 1` pages besides
 /// its own (`prefaulted`), nothing with `huge`; no `no_huge_frame` without a shortage; the
 /// close gives it all back but `instances_opened`.
 fn stats_counters_move_as_promised() -> Check {
@@ -92,6 +94,7 @@ fn stats_counters_move_as_promised() -> Check {
         &[
             ("instances", 1),
             ("instances_opened", 1),
+            ("open_nomem", 0),
             ("metadata_bytes", meta as i64),
         ],
     )

@@ -317,10 +317,3 @@ fn unknown_parameter_is_ignored_with_a_warning() -> Check {
     );
     Ok(())
 }
-
-/// The kernel log lines that `act` caused.
-fn kernel_log_of<T>(act: impl FnOnce() -> T) -> Result<(T, Vec<String>), String> {
-    let mut kmsg = io("open /dev/kmsg", Kmsg::from_now())?;
-    let result = act();
-    Ok((result, io("read /dev/kmsg", kmsg.read_new())?))
-}

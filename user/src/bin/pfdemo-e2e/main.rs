@@ -9,9 +9,9 @@
 //! The cases are grouped by concern, one file a group, each listing its cases in `CASES`;
 //! `expect.rs` holds what they share. The groups run in the order below: the traffic first,
 //! then the files (whose histogram check needs faults counted since the load), and the
-//! groups that reload the module last (`events` and `trace`, whose last cases do, `tools`,
-//! then `loading`, where all but one case reloads it). `RPD_PARAMS` gives every load its
-//! parameters, `RPD_MODULE` the module file.
+//! groups that reload the module last (`events`, `trace` and `watch`, whose last cases do,
+//! `tools`, then `loading`, where all but one case reloads it). `RPD_PARAMS` gives every
+//! load its parameters, `RPD_MODULE` the module file.
 
 mod events;
 mod expect;
@@ -26,6 +26,7 @@ mod sharing;
 mod tools;
 mod trace;
 mod walk;
+mod watch;
 
 use expect::BAD_INPUTS;
 use pfdemo::harness::{self, base_params, Case, Tap};
@@ -44,6 +45,7 @@ const GROUPS: &[&[Case]] = &[
     walk::CASES,
     events::CASES,
     trace::CASES,
+    watch::CASES,
     tools::CASES,
     loading::CASES,
 ];

@@ -1,6 +1,10 @@
 //! Fault injection for `pfdemo-stress run --inject`: the debug kernel's `fail_page_alloc` and
 //! `failslab`, limited to the tasks that ask for it.
 
+use crate::worker::Counts;
+use pfdemo::sys::Device;
+use std::sync::atomic::Ordering::Relaxed;
+
 /// Sets a fault-injection knob of the debug kernel.
 pub fn knob(attr: &str, file: &str, value: &str) -> std::io::Result<()> {
     std::fs::write(format!("/sys/kernel/debug/{attr}/{file}"), value)
@@ -33,4 +37,30 @@ pub fn injected() -> u64 {
             (1_000_000 - left).max(0) as u64
         })
         .sum()
+}
+
+/// Opens (and closes at once) the device with this thread's allocations failed as the
+/// workers' are, until `want` opens have got `ENOMEM` or `tries` opens were made, adding
+/// those to `counts.open_nomem` (any other error to `counts.unexpected`). The workers open
+/// a few hundred times, and get a few dozen `ENOMEM`s: too few to judge how they split
+/// between the module and the kernel. Nothing here allocates in user space (the path is
+/// made a C string on the stack), so the failed allocations are the kernel's only.
+pub fn open_burst(want: u64, tries: u64, counts: &Counts) -> std::io::Result<()> {
+    std::fs::write("/proc/thread-self/make-it-fail", "1")?;
+    let mut got = 0;
+    for _ in 0..tries {
+        if got >= want {
+            break;
+        }
+        match Device::open() {
+            Ok(dev) => drop(dev),
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => got += 1,
+            Err(e) => {
+                eprintln!("stress: open under injection: unexpected error {e}");
+                counts.unexpected.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    counts.open_nomem.fetch_add(got, Relaxed);
+    std::fs::write("/proc/thread-self/make-it-fail", "0")
 }

@@ -22,6 +22,9 @@ pub struct Counts {
     /// Of those, the ones `open` and `mmap` returned.
     pub open_errors: AtomicU64,
     pub mmap_errors: AtomicU64,
+    /// Of `open`'s, those that were `ENOMEM` itself: the module's (its `open_nomem`) and
+    /// the kernel's (its file, the path lookup) together.
+    pub open_nomem: AtomicU64,
     pub lost: AtomicU64,
     pub unexpected: AtomicU64,
 }
@@ -67,6 +70,9 @@ pub fn worker(seed: u64, ops: u64, deadline: Instant, counts: &Counts, inject: b
         };
         if clean {
             counts.errors_enomem.fetch_add(1, Relaxed);
+            if what == "open" && e.raw_os_error() == Some(libc::ENOMEM) {
+                counts.open_nomem.fetch_add(1, Relaxed);
+            }
             match what {
                 "open" => counts.open_errors.fetch_add(1, Relaxed),
                 "mmap" => counts.mmap_errors.fetch_add(1, Relaxed),

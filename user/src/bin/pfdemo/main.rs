@@ -3,7 +3,7 @@
 //!
 //! This file is the command line and its dispatch; each subcommand lives in a file of its
 //! own with its options (`tour`, with its chapters in `chapters`, `touch`, `frames`, `stats`,
-//! `verify`, `walk`, `trace`, `bench`), and
+//! `verify`, `walk`, `trace`, `watch`, `bench`), and
 //! `picture.rs` draws a mapping for the tour and `touch`. Exit status: 0, 1 when a command
 //! fails (a line on stderr says why), 2 when the environment lacks the module, root or
 //! debugfs (one line, with the fix).
@@ -22,6 +22,7 @@ mod tour;
 mod trace;
 mod verify;
 mod walk;
+mod watch;
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +54,8 @@ enum Command {
     Trace(trace::Args),
     /// Benchmark the fault paths (device, anonymous memory, memset floor).
     Bench(Box<bench::Args>),
+    /// A live view: the page map filling in, the latest faults, counters, latency.
+    Watch(watch::Args),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(*args),
         Command::Walk(args) => walk::run(&args),
         Command::Trace(args) => trace::run(&args),
+        Command::Watch(args) => watch::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
