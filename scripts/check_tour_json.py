@@ -4,7 +4,10 @@ steps 2 to 8 once per touched page, steps 3, 4, 7 and 8 once more with the page-
 step 7 a third time with prefault's neighbours); the anonymous side's steps 1, 4, 5 and 8 and
 its walk at 3, 4, 7 and 8; the closing steps 9, 10 and 11. The walk steps carry their walks:
 before the store ending at an empty entry, after it at a leaf; step 11 the parent's, a
-forked child's (no table in common) and a thread's (the parent's tables). Exits non-zero, with
+forked child's (no table in common) and a thread's (the parent's tables). Step 5 of each side
+carries the CPU's record of the store's fault from tracefs: exactly one page_fault_user, at
+the page the walks before it were of, with the error code of a user-mode write to a page
+with no translation (0x6: not-present|write|user). Exits non-zero, with
 the offending steps, otherwise. Used by scripts/test.sh, in the build root:
 python3 /src/scripts/check_tour_json.py <tour-FLAVOUR.json
 """
@@ -47,3 +50,19 @@ assert set(tables) == {"parent", "child", "thread"}, tables
 assert all(c != p for c, p in zip(tables["child"], tables["parent"])), tables
 assert tables["thread"] == tables["parent"], tables
 assert own["child"]["frame_pfn"] == own["parent"]["frame_pfn"] is not None, own
+
+# Step 5: the CPU's own record of each store's fault (tracefs), at the page the step's walks
+# before the store were of.
+last_walked = None
+for s in steps:
+    before = s.get("walks", {}).get("before")
+    if before:
+        last_walked = before["address"]
+    if s["step"] != 5:
+        continue
+    faults = s.get("cpu_faults")
+    assert faults is not None, ("step 5 without the CPU's record", s.get("cpu_faults_unavailable"), s)
+    assert len(faults) == 1, ("step 5: not one CPU fault record", s)
+    f = faults[0]
+    assert f["error_code"] & 0x7 == 0x6 and f["error"] == "not-present|write|user", ("step 5", f)
+    assert last_walked is not None and f["address"] & ~0xFFF == last_walked, ("step 5 address", f, last_walked)

@@ -1,7 +1,8 @@
 //! Shared code of `pfdemo` and the in-VM tests: parsers for what the module and the kernel
 //! print (`parse`), thin wrappers around the system calls the tools make (`sys`), the module's
 //! page-table walk and its decoding (`walk`), the flight recorder's records and a reader of
-//! them (`events`), a page-fault handler in user space (`uffd`), the
+//! them (`events`), the kernel's trace events of a fault (`tracefs`) and their join with the
+//! recorder's (`trace`), a page-fault handler in user space (`uffd`), the
 //! one test harness of `pfdemo-e2e` and `pfdemo-stress` (`harness`), and a seeded generator for
 //! the stress test and the benchmark's bootstrap (`rng`).
 
@@ -10,6 +11,8 @@ pub mod harness;
 pub mod parse;
 pub mod rng;
 pub mod sys;
+pub mod trace;
+pub mod tracefs;
 pub mod uffd;
 pub mod walk;
 

@@ -22,7 +22,8 @@ fn bad(what: &str, line: &str) -> ParseError {
     ParseError(format!("{what}: cannot parse line {line:?}"))
 }
 
-fn number(s: &str) -> Option<u64> {
+/// A number as the kernel prints it: hex with `0x`, else decimal.
+pub(crate) fn number(s: &str) -> Option<u64> {
     match s.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => s.parse().ok(),

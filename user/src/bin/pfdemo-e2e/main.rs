@@ -9,8 +9,9 @@
 //! The cases are grouped by concern, one file a group, each listing its cases in `CASES`;
 //! `expect.rs` holds what they share. The groups run in the order below: the traffic first,
 //! then the files (whose histogram check needs faults counted since the load), and the
-//! groups that reload the module last (`tools`, then `loading`, where all but one case
-//! reloads it). `RPD_PARAMS` gives every load its parameters, `RPD_MODULE` the module file.
+//! groups that reload the module last (`events`, `trace` and `watch`, whose last cases do,
+//! `tools`, then `loading`, where all but one case reloads it). `RPD_PARAMS` gives every
+//! load its parameters, `RPD_MODULE` the module file.
 
 mod events;
 mod expect;
@@ -23,6 +24,7 @@ mod memcg;
 mod refusals;
 mod sharing;
 mod tools;
+mod trace;
 mod walk;
 mod watch;
 
@@ -42,6 +44,7 @@ const GROUPS: &[&[Case]] = &[
     memcg::CASES,
     walk::CASES,
     events::CASES,
+    trace::CASES,
     watch::CASES,
     tools::CASES,
     loading::CASES,

@@ -3,7 +3,7 @@
 //!
 //! This file is the command line and its dispatch; each subcommand lives in a file of its
 //! own with its options (`tour`, with its chapters in `chapters`, `touch`, `frames`, `stats`,
-//! `verify`, `walk`, `bench`), and
+//! `verify`, `walk`, `trace`, `watch`, `bench`), and
 //! `picture.rs` draws a mapping for the tour and `touch`. Exit status: 0, 1 when a command
 //! fails (a line on stderr says why), 2 when the environment lacks the module, root or
 //! debugfs (one line, with the fix).
@@ -19,6 +19,7 @@ mod picture;
 mod stats;
 mod touch;
 mod tour;
+mod trace;
 mod verify;
 mod walk;
 mod watch;
@@ -48,6 +49,9 @@ enum Command {
     Verify(verify::Args),
     /// The MMU's view: walk the page tables of an address, level by level.
     Walk(walk::Args),
+    /// Each fault of a run: the CPU's error code, the allocator's frame and our handler's
+    /// record, joined (tracefs and the module's flight recorder).
+    Trace(trace::Args),
     /// Benchmark the fault paths (device, anonymous memory, memset floor).
     Bench(Box<bench::Args>),
     /// A live view: the page map filling in, the latest faults, counters, latency.
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&args),
         Command::Bench(args) => bench::run(*args),
         Command::Walk(args) => walk::run(&args),
+        Command::Trace(args) => trace::run(&args),
         Command::Watch(args) => watch::run(&args),
     };
     match result {

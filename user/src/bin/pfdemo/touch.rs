@@ -13,15 +13,8 @@ pub struct Args {
     /// Touch every S-th page.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub stride: u64,
-    /// Write to each page (the default).
-    #[arg(long, conflicts_with = "read")]
-    pub write: bool,
-    /// Read each page instead of writing it.
-    #[arg(long)]
-    pub read: bool,
-    /// MAP_PRIVATE instead of MAP_SHARED (writes then copy on write).
-    #[arg(long)]
-    pub private: bool,
+    #[command(flatten)]
+    pub access: Access,
     /// Threads touching disjoint parts of the range.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub threads: u64,
@@ -33,9 +26,25 @@ pub struct Args {
     pub map: bool,
 }
 
+/// How pages are touched: by a write or a read, through a shared or a private mapping
+/// (`touch` and `trace`).
+#[derive(clap::Args)]
+pub struct Access {
+    /// Write to each page (the default).
+    #[arg(long, conflicts_with = "read")]
+    pub write: bool,
+    /// Read each page instead of writing it.
+    #[arg(long)]
+    pub read: bool,
+    /// MAP_PRIVATE instead of MAP_SHARED (writes then copy on write).
+    #[arg(long)]
+    pub private: bool,
+}
+
 pub fn run(args: &Args) -> Res {
     let (pages, stride, threads) = (args.pages, args.stride as usize, args.threads as usize);
-    let (write, private, hold, show_map) = (!args.read, args.private, args.hold, args.map);
+    let (write, private) = (!args.access.read, args.access.private);
+    let (hold, show_map) = (args.hold, args.map);
     let dev = io("open device", Device::open())?;
     let instance = io("fdinfo", dev.fdinfo())?.instance;
     let map = io("mmap", dev.map(pages, 0, !private))?;

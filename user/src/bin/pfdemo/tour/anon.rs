@@ -55,9 +55,9 @@ pub fn walk(t: &mut Tour, pm: &mut Pagemap, samplers: &Samplers, pages: usize) -
             anon.addr(i)
         ));
         touch.show_before(t, "anon", &entry0);
-        t.step(
+        touch.show_cpu_fault(
+            t,
             "anon",
-            5,
             "the CPU faults; the kernel's anonymous-memory handler runs",
             minflt1 - minflt0 == 1 && ours == 0,
             format!("minor faults {minflt0} -> {minflt1}; our module's counter +{ours}"),

@@ -172,9 +172,9 @@ impl Walk<'_> {
             ),
         );
         touch.show_before(t, "device", &entry0);
-        t.step(
+        touch.show_cpu_fault(
+            t,
             "device",
-            5,
             "the CPU raises a page fault",
             minflt1 - minflt0 == 1,
             format!("this process's minor faults, right around the store: {minflt0} -> {minflt1}"),

@@ -3,11 +3,14 @@
 //! on either side (our handler's, the kernel's): the address split into its indices and the
 //! tables the MMU reads (step 3), where the walk stops and which page-table pages the fault
 //! must allocate (step 4), the entry the handler wrote (step 7), and the bits set once the
-//! store went through (step 8).
+//! store went through (step 8). The CPU's own record of the store's fault comes from
+//! tracefs (`exceptions:page_fault_user`, traced for this process only, in an instance of its
+//! own): step 5 shows its hardware error code.
 
-use super::record::Tour;
+use super::record::{CpuFault, Tour};
 use pfdemo::parse::PagemapEntry;
 use pfdemo::sys::{page_size, Pagemap, StatSampler};
+use pfdemo::tracefs::{self, Kind, Session};
 use pfdemo::walk::{bits, walk, End, Walk};
 use pfdemo::{io, Res};
 use std::collections::BTreeSet;
@@ -16,6 +19,8 @@ use std::collections::BTreeSet;
 pub struct Samplers {
     stat: StatSampler,
     status: StatSampler,
+    /// This process's CPU fault records, or why tracefs cannot give them.
+    cpu: Result<Session, String>,
 }
 
 /// One store, seen around it: the walks of the pages its fault may map (the touched page
@@ -26,6 +31,9 @@ pub struct Touch {
     pub after: Vec<Walk>,
     pub minflt: (u64, u64),
     pub vm_pte_kb: (u64, u64),
+    /// The CPU's records of faults at the touched page during the store (tracefs), or why
+    /// there are none to show.
+    pub cpu_faults: Result<Vec<CpuFault>, String>,
 }
 
 impl Samplers {
@@ -33,7 +41,37 @@ impl Samplers {
         Ok(Self {
             stat: io("open /proc/self/stat", StatSampler::open())?,
             status: io("open /proc/self/status", StatSampler::status())?,
+            cpu: Session::new(&tracefs::Options {
+                pids: vec![std::process::id()],
+                follow_forks: false,
+                buffer_kb: 1024,
+            })
+            .and_then(|mut s| s.start().map(|()| s)),
         })
+    }
+
+    /// The CPU's records of faults on the page of `va` since the buffer was cleared.
+    fn cpu_faults(&self, va: usize) -> Result<Vec<CpuFault>, String> {
+        let session = self.cpu.as_ref().map_err(String::clone)?;
+        let page = (va & !(page_size() - 1)) as u64;
+        Ok(session
+            .read()?
+            .events
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                Kind::PageFaultUser {
+                    address,
+                    ip,
+                    error_code,
+                } if address & !(page_size() as u64 - 1) == page => Some(CpuFault {
+                    address,
+                    ip,
+                    error_code: error_code.0,
+                    error: error_code.decoded(),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Walks the `pages` pages from `va`, runs `store`, walks them again. The counters are
@@ -46,6 +84,9 @@ impl Samplers {
                 .collect()
         };
         let before = walk_all()?;
+        if let Ok(session) = &self.cpu {
+            session.clear()?;
+        }
         let (mut s0, mut s1) = ([0u8; 1024], [0u8; 1024]);
         let (mut p0, mut p1) = ([0u8; 4096], [0u8; 4096]);
         let n0 = io("stat", self.stat.sample(&mut s0))?;
@@ -61,6 +102,7 @@ impl Samplers {
             after,
             minflt: (minflt(&s0[..n0])?, minflt(&s1[..n1])?),
             vm_pte_kb: (vm_pte(&p0[..m0])?, vm_pte(&p1[..m1])?),
+            cpu_faults: self.cpu_faults(va),
         })
     }
 }
@@ -83,6 +125,39 @@ fn last_entry(w: &Walk) -> String {
 }
 
 impl Touch {
+    /// Step 5 on either side: the process's minor faults right around the store moved by one
+    /// (`counted`, said in `evidence`), and the CPU's record of it: one fault at the page, a
+    /// user-mode write to a page with no translation (`not-present|write|user`). Without
+    /// tracefs, the counters alone, and a line saying why.
+    pub fn show_cpu_fault(
+        &self,
+        t: &mut Tour,
+        side: &'static str,
+        title: &'static str,
+        counted: bool,
+        evidence: String,
+    ) {
+        let (ok, cpu) = match &self.cpu_faults {
+            Ok(faults) => (
+                matches!(&faults[..], [f] if f.error == "not-present|write|user"),
+                match &faults[..] {
+                    [f] => format!(
+                        "the CPU's record (tracefs exceptions:page_fault_user): address {:#x}, ip {:#x}, error code {:#x} = {}",
+                        f.address, f.ip, f.error_code, f.error
+                    ),
+                    more => format!(
+                        "tracefs: {} records of the CPU at this page, not one: {:?}",
+                        more.len(),
+                        more
+                    ),
+                },
+            ),
+            Err(why) => (true, format!("the CPU's error code is not shown: {why}")),
+        };
+        t.step(side, 5, title, counted && ok, format!("{evidence}; {cpu}"));
+        t.attach_cpu_fault(&self.cpu_faults);
+    }
+
     fn w0(&self) -> &Walk {
         &self.before[0]
     }

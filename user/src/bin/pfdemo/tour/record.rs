@@ -9,6 +9,16 @@ use pfdemo::Res;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// The CPU's record of a fault (tracefs `exceptions:page_fault_user`): the faulting
+/// address, the instruction, and the hardware error code, raw and in words.
+#[derive(Serialize, Debug, Clone)]
+pub struct CpuFault {
+    pub address: u64,
+    pub ip: u64,
+    pub error_code: u64,
+    pub error: String,
+}
+
 /// One step of the tour with the evidence that was checked for it.
 #[derive(Serialize)]
 struct Step {
@@ -20,6 +30,11 @@ struct Step {
     /// The walks the step shows, by what they are ("before", "after", "child", ...).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     walks: BTreeMap<&'static str, Walk>,
+    /// Step 5: the CPU's records of the store's fault, or why tracefs has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_faults: Option<Vec<CpuFault>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_faults_unavailable: Option<String>,
 }
 
 /// What a failed check's line ends with.
@@ -40,6 +55,8 @@ impl Step {
             evidence,
             ok,
             walks: BTreeMap::new(),
+            cpu_faults: None,
+            cpu_faults_unavailable: None,
         }
     }
 }
@@ -112,6 +129,16 @@ impl Tour {
     pub fn attach(&mut self, walks: &[(&'static str, Walk)]) {
         if let Some(last) = self.steps.last_mut() {
             last.walks.extend(walks.iter().copied());
+        }
+    }
+
+    /// Adds the CPU's fault records (or why there are none) to the step recorded last.
+    pub fn attach_cpu_fault(&mut self, faults: &Result<Vec<CpuFault>, String>) {
+        if let Some(last) = self.steps.last_mut() {
+            match faults {
+                Ok(f) => last.cpu_faults = Some(f.clone()),
+                Err(why) => last.cpu_faults_unavailable = Some(why.clone()),
+            }
         }
     }
 
