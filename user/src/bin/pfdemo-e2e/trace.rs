@@ -34,6 +34,10 @@ pub const CASES: &[Case] = &[
         a_full_buffer_is_reported,
     ),
     (
+        "trace: pfdemo trace -- CMD exits with CMD's status (3 for exit 3, 128+9 for SIGKILL)",
+        the_command_status_passes_through,
+    ),
+    (
         "trace: with the recorder off (events=0), pfdemo trace says so and how to fix it",
         recorder_off_is_explained,
     ),
@@ -373,6 +377,18 @@ fn a_full_buffer_is_reported() -> Check {
         t.rows.len(),
         t.unmatched_calls.len()
     );
+    Ok(())
+}
+
+fn the_command_status_passes_through() -> Check {
+    for (script, want) in [("exit 3", 3), ("kill -9 $$", 128 + 9), ("true", 0)] {
+        let (code, out, err) = output("/bin/pfdemo", &["trace", "--", "sh", "-c", script])?;
+        ensure!(
+            code == Some(want),
+            "pfdemo trace -- sh -c {script:?} exited {code:?}, expected {want} (stdout {out:?}, \
+             stderr {err:?})"
+        );
+    }
     Ok(())
 }
 

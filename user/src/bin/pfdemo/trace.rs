@@ -38,16 +38,23 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Res {
-    let timeline = if args.command.is_empty() {
-        touch_pages(args)?
+    let (timeline, status) = if args.command.is_empty() {
+        (touch_pages(args)?, None)
     } else {
-        run_command(args)?
+        let (timeline, status) = run_command(args)?;
+        (timeline, Some(status))
     };
     if args.json {
         let text = serde_json::to_string_pretty(&timeline).map_err(|e| e.to_string())?;
         println!("{text}");
     } else {
         print(&timeline);
+    }
+    // As `time` and `strace` do: the command's own status, 128 + N for a signal (the
+    // timeline is printed and the tracing instance removed by now).
+    if let Some(status) = status.filter(|s| !s.success()) {
+        let code = status.result().unwrap_or_else(|signal| 128 + signal);
+        std::process::exit(code);
     }
     Ok(())
 }
@@ -72,7 +79,7 @@ fn touch_pages(args: &Args) -> Res<Timeline> {
 }
 
 /// Runs `args.command` traced, with the processes it forks.
-fn run_command(args: &Args) -> Res<Timeline> {
+fn run_command(args: &Args) -> Res<(Timeline, pfdemo::harness::Exit)> {
     let argv: Vec<CString> = args
         .command
         .iter()
@@ -137,12 +144,12 @@ fn run_command(args: &Args) -> Res<Timeline> {
     let timeline = tracer.finish(&[pid], &ranges)?;
     if !status.success() {
         eprintln!(
-            "pfdemo: {:?} ended with {:?} (exit code, or Err(signal))",
+            "pfdemo: {:?} ended with {:?} (exit code, or Err(signal)); pfdemo exits with it",
             args.command,
             status.result()
         );
     }
-    Ok(timeline)
+    Ok((timeline, status))
 }
 
 fn pipe() -> Res<(i32, i32)> {
