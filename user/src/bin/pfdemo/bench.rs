@@ -444,13 +444,15 @@ fn main_set(
         }
         round += 1;
         for (i, &(mode, t)) in configs.iter().enumerate() {
-            let before = (mode == Mode::Device && t == 1)
-                .then(|| sys::read_stats().ok().map(|s| (s, timed_calls())))
-                .flatten();
             let s = bench.sample(mode, t, &[], profile.as_deref_mut())?;
-            if let (Some((b, calls)), Ok(a)) = (before, sys::read_stats()) {
-                handler_ns += a.get("handler_ns") - b.get("handler_ns");
-                handler_calls += timed_calls() - calls;
+            // A device sample runs on a module loaded afresh for it: its counters are the
+            // sample's own. (Comparing them with those read before the sample compared two
+            // loads, and gave no mean at all.)
+            if mode == Mode::Device && t == 1 {
+                if let Ok(a) = sys::read_stats() {
+                    handler_ns += a.get("handler_ns");
+                    handler_calls += timed_calls();
+                }
             }
             eprintln!(
                 "bench: round {round} threads {t} {:<16} {:>8.0} ns/page {:>8.4} faults/page {:>6.0} sys ns {:>6.0} user ns",
