@@ -27,10 +27,6 @@ pub(crate) struct Switches {
     /// Map a single page with `vm_insert_pages` (a batch of one) instead of `vm_insert_page`
     /// (`insert_pages=0`).
     pub(crate) insert_pages: bool,
-    /// Record every handler call in the flight recorder (`events=1`): four clock readings
-    /// (two of them shared with a call timed for the histogram; one more per prefault batch)
-    /// and a record's stores per call.
-    pub(crate) events: bool,
 }
 
 impl Switches {
@@ -39,7 +35,6 @@ impl Switches {
         map_pages: true,
         latency: 1,
         insert_pages: false,
-        events: true,
     };
 }
 

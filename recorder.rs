@@ -592,9 +592,13 @@ impl fmt::Write for Line {
     }
 }
 
-/// The recorder: a ring per shard.
+/// The recorder: a ring per shard, and its switch.
 pub(crate) struct Recorder {
     rings: [Ring; SHARDS],
+    /// Whether handler calls are recorded: nonzero for yes. Set at load from the `events`
+    /// parameter, and at any time through debugfs `events/enable` (`echo 1 >`, `echo 0 >`);
+    /// a handler call reads it once, at its start.
+    enabled: Atomic<u32>,
 }
 
 /// The flight recorder of all instances.
@@ -604,7 +608,24 @@ impl Recorder {
     const fn new() -> Self {
         Self {
             rings: [const { Ring::new() }; SHARDS],
+            enabled: Atomic::new(0),
         }
+    }
+
+    /// Whether a handler call starting now is recorded.
+    pub(crate) fn on(&self) -> bool {
+        self.enabled.load(Relaxed) != 0
+    }
+
+    /// Switches recording on or off (at load, from the `events` parameter).
+    pub(crate) fn switch_on(&self, on: bool) {
+        self.enabled.store(u32::from(on), Relaxed);
+    }
+
+    /// The switch, for its debugfs file `events/enable`: reading gives its value, writing a
+    /// number sets it (0 off, anything else on; not a number: `EINVAL`).
+    pub(crate) fn switch(&self) -> &Atomic<u32> {
+        &self.enabled
     }
 
     /// The ring of shard `k`, for its `events/cpu<k>` file.

@@ -142,8 +142,8 @@ module! {
             description: "Map a single page with vm_insert_pages, not vm_insert_page (a switch)",
         },
         events: bool {
-            default: true,
-            description: "Record every handler call in debugfs events/ (the flight recorder)",
+            default: false,
+            description: "Record every handler call in debugfs events/ from load on (events/enable switches it)",
         },
     },
 }
@@ -164,7 +164,7 @@ struct PagefaultDemo {
     frames: debugfs::File<()>,
     #[pin]
     latency: debugfs::File<()>,
-    /// `events/`: a `cpu<k>` file per shard of the flight recorder, and `heads`.
+    /// `events/`: a `cpu<k>` file per shard of the flight recorder, `heads`, and `enable`.
     #[pin]
     events: debugfs::Scope<()>,
     _dir: debugfs::Dir,
@@ -194,7 +194,6 @@ impl kernel::InPlaceModule for PagefaultDemo {
                 map_pages: module_parameters::map_pages.value(),
                 latency: module_parameters::latency.value(),
                 insert_pages: module_parameters::insert_pages.value(),
-                events: module_parameters::events.value(),
             },
             ..limits
         });
@@ -214,8 +213,9 @@ impl kernel::InPlaceModule for PagefaultDemo {
                     limits.switches.map_pages,
                     limits.switches.latency,
                     limits.switches.insert_pages,
-                    limits.switches.events
+                    module_parameters::events.value()
                 );
+                RECORDER.switch_on(module_parameters::events.value());
                 Ok(())
             }
             Err(why) => {
@@ -227,7 +227,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
         try_pin_init!(Self {
             _: { setup? },
             stats <- dir.read_callback_file(c"stats", (), &|(), f| {
-                STATS.write(f, &BUDGET, instance::metadata_bytes(), &limits())
+                STATS.write(f, &BUDGET, instance::metadata_bytes(), &limits(), RECORDER.on())
             }),
             frames <- dir.read_callback_file(c"frames", (), &|(), f| instance::write_frames(f)),
             latency <- dir.read_callback_file(c"latency", (), &|(), f| {
@@ -238,6 +238,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
                     events.read_binary_file(name, RECORDER.ring(k));
                 }
                 events.read_callback_file(c"heads", &(), &|(), f| RECORDER.write_heads(f));
+                events.read_write_file(c"enable", RECORDER.switch());
             }),
             _dir: dir,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions {

@@ -195,13 +195,15 @@ impl Stats {
 
     /// Writes `name value` lines: the counters, then the budget's count of live frames (see
     /// [`FrameBudget`]), the bytes of metadata the open instances take besides their frames,
-    /// and the settings the module runs with.
+    /// and the settings the module runs with (`events`: whether the flight recorder records
+    /// now).
     pub(crate) fn write(
         &self,
         f: &mut fmt::Formatter<'_>,
         budget: &FrameBudget,
         metadata_bytes: usize,
         limits: &Limits,
+        events: bool,
     ) -> fmt::Result {
         for (i, name) in Counter::NAMES.iter().enumerate() {
             writeln!(f, "{name} {}", self.sum(|shard| &shard.counters[i]))?;
@@ -214,7 +216,7 @@ impl Stats {
         writeln!(f, "map_pages {}", u8::from(limits.switches.map_pages))?;
         writeln!(f, "latency {}", limits.switches.latency)?;
         writeln!(f, "insert_pages {}", u8::from(limits.switches.insert_pages))?;
-        writeln!(f, "events {}", u8::from(limits.switches.events))
+        writeln!(f, "events {}", u8::from(events))
     }
 
     /// The histogram: one line per non-empty bucket, `<upper bound in ns> <count>`.
@@ -312,7 +314,7 @@ mod tests {
         stats.add(Counter::ReadFaults, 1);
         let budget = FrameBudget::new(9);
         budget.reserve(1).expect("frame").commit(1);
-        let text = show(|f| stats.write(f, &budget, 4096, &Limits::DEFAULT))?;
+        let text = show(|f| stats.write(f, &budget, 4096, &Limits::DEFAULT, false))?;
         assert_eq!(
             text.to_bytes(),
             b"faults 3\nread_faults 1\nwrite_faults 2\nframes_allocated 0\nframes_freed 0\n\
@@ -321,7 +323,7 @@ mod tests {
               open_nomem 0\nmmap_refused 0\nprefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\n\
               events_recorded 0\nevents_lost 0\nhandler_ns 0\n\
               frames_live 1\nmetadata_bytes 4096\nmax_total_pages 9\nprefault 1\nhuge 0\n\
-              map_pages 1\nlatency 1\ninsert_pages 0\nevents 1\n"
+              map_pages 1\nlatency 1\ninsert_pages 0\nevents 0\n"
         );
         Ok(())
     }

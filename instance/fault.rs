@@ -275,7 +275,7 @@ impl Instance {
 impl vm::FaultHandler for Instance {
     fn fault(&self, vma: &VmaMixedMap, fault: &vm::Fault<'_>) -> vm::FaultOutcome {
         let timed = STATS.timed(self.switches.latency);
-        let mut trace = Trace::begin(self.switches.events, timed);
+        let mut trace = Trace::begin(RECORDER.on(), timed);
         let outcome = match self.map(vma, fault, &mut trace) {
             Ok(()) => vm::FaultOutcome::Mapped,
             Err(shortage) => outcome_of(shortage),
@@ -292,7 +292,7 @@ impl vm::FaultHandler for Instance {
 
     fn pmd_fault(&self, fault: &vm::Fault<'_>, pmd: Option<&vm::PmdFault<'_>>) -> vm::FaultOutcome {
         let timed = STATS.timed(self.switches.latency);
-        let mut trace = Trace::begin(self.switches.events, timed);
+        let mut trace = Trace::begin(RECORDER.on(), timed);
         let outcome = self.map_pmd(fault, pmd, &mut trace);
         let calls = [Counter::HugeFaults, Counter::HugeFallbacks];
         let fell_back = matches!(outcome, vm::FaultOutcome::Fallback);

@@ -245,6 +245,24 @@ pub fn parse_heads(text: &str) -> Result<Vec<Head>, ParseError> {
         .collect()
 }
 
+/// Switches the recorder of `dir` (normally [`EVENTS_DIR`]) on if it is off, through its
+/// `enable` file; `Ok(true)` when this call switched it on. It stays on: another tool may be
+/// reading it too (`echo 0 > .../events/enable` switches it off).
+pub fn switch_on(dir: &Path) -> Res<bool> {
+    let path = dir.join("enable");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "{}: {e} (a rust_pagefault_demo.ko with a flight recorder, debugfs, root?)",
+            path.display()
+        )
+    })?;
+    if text.trim() != "0" {
+        return Ok(false);
+    }
+    std::fs::write(&path, "1").map_err(|e| format!("{}: switching it on: {e}", path.display()))?;
+    Ok(true)
+}
+
 /// What one [`Reader::poll`] found: the new events of all shards in time order, and how
 /// many records the shards overwrote before this reader got to them.
 #[derive(Debug, Default)]
@@ -280,7 +298,7 @@ impl Reader {
         let path = dir.join("heads");
         let text = std::fs::read_to_string(&path).map_err(|e| {
             format!(
-                "{}: {e} (is the module loaded, with events=1, debugfs mounted, and are you root?)",
+                "{}: {e} (is the module loaded, debugfs mounted, and are you root?)",
                 path.display()
             )
         })?;

@@ -331,14 +331,21 @@ pub struct Tracer {
     lost_before: u64,
 }
 
-/// Checks that the module records events: loaded with its recorder, switched on.
+/// Makes sure the module records events: loaded with its recorder, which is switched on if
+/// it is off (it is off by default: recording costs the handler time, see BENCHMARKS.md), with
+/// a note on stderr.
 pub fn recorder_on() -> Res {
     let stats = crate::io("the module's stats", crate::sys::read_stats())?;
-    match stats.0.get("events") {
-        None => Err("the module has no flight recorder (no `events` line in its stats): load a rust_pagefault_demo.ko that has one".into()),
-        Some(0) => Err("the module's flight recorder is off (events=0), so our handler's side of each fault is missing. Fix: rmmod rust_pagefault_demo; insmod rust_pagefault_demo.ko events=1".into()),
-        Some(_) => Ok(()),
+    if !stats.0.contains_key("events") {
+        return Err("the module has no flight recorder (no `events` line in its stats): load a rust_pagefault_demo.ko that has one".into());
     }
+    if crate::events::switch_on(std::path::Path::new(crate::events::EVENTS_DIR))? {
+        eprintln!(
+            "pfdemo: switched the module's flight recorder on (echo 0 > {}/enable switches it off)",
+            crate::events::EVENTS_DIR
+        );
+    }
+    Ok(())
 }
 
 impl Tracer {

@@ -4,7 +4,8 @@
 //! per-VMA lock unless `map_pages=0`), the path the module's parameters choose, and parts
 //! that add up to no more than the whole; a ring that overflows says exactly how much it
 //! dropped; readers do not disturb each other or the faults; bad reads are refused; and
-//! `events=0` records nothing.
+//! the recorder is off by default, switched by `events/enable`, and on from the load with
+//! `events=1`.
 
 use crate::expect::*;
 use pfdemo::events::{self, Event, Line, Reader, RECORD_BYTES};
@@ -38,8 +39,8 @@ pub const CASES: &[Case] = &[
         bad_reads_are_refused,
     ),
     (
-        "events: with events=0 nothing is recorded (then reloaded as before)",
-        off_records_nothing,
+        "events: off by default; events/enable switches it on and off; events=1 records from load",
+        off_by_default_and_switched,
     ),
 ];
 
@@ -48,6 +49,12 @@ const RING: u64 = 1024;
 
 fn dir() -> &'static Path {
     Path::new(events::EVENTS_DIR)
+}
+
+/// A reader from now on, with the recorder switched on (it is off by default).
+fn recording() -> Result<Reader, String> {
+    events::switch_on(dir())?;
+    Reader::from_now(dir())
 }
 
 /// The events of thread `tid` on instance `inst` in `batch`, but for the huge handler's
@@ -155,7 +162,7 @@ fn every_fault_is_one_record() -> Check {
         .chain([10, 30, 50].into_iter().map(|p| (p, false)))
         .collect();
     let (faulted, _) = fault_pattern(touches.iter().map(|t| t.0), pages)?;
-    let mut reader = Reader::from_now(dir())?;
+    let mut reader = recording()?;
     let before = stats()?;
     let t0 = sys::monotonic_ns();
     for &(p, write) in &touches {
@@ -244,7 +251,7 @@ fn every_fault_is_one_record() -> Check {
     deltas(&before, &[("events_lost", 0)])?;
     // Zapped and touched again: the same frames, found, not allocated.
     io("madvise", map.madvise(libc::MADV_DONTNEED))?;
-    let mut again = Reader::from_now(dir())?;
+    let mut again = recording()?;
     map.write(0, 0, 7);
     let second = ours(&again.flush()?, inst, sys::gettid())?;
     ensure!(
@@ -262,7 +269,7 @@ fn huge_mapping_is_one_pmd_record() -> Check {
     let inst = io("fdinfo", dev.fdinfo())?.instance;
     let map = io("mmap", dev.map_aligned(TWO_MIB_PAGES, 0, true, 2 << 20))?;
     let mut pm = io("pagemap", Pagemap::open())?;
-    let mut reader = Reader::from_now(dir())?;
+    let mut reader = recording()?;
     map.write(5, 0, 1);
     for p in [6, 100, 511] {
         map.write(p, 0, 1);
@@ -306,6 +313,7 @@ fn full_ring_counts_what_it_dropped() -> Check {
     // Records on CPU 0 only: this process, pinned, and whatever else runs there.
     let faults = RING + 300;
     let pages = (faults * k) as usize;
+    events::switch_on(dir())?;
     let heads = events::parse_heads(&io("heads", std::fs::read_to_string(dir().join("heads")))?)
         .map_err(|e| e.to_string())?;
     let start = heads[0].next;
@@ -378,9 +386,7 @@ fn readers_do_not_disturb() -> Check {
     let map = io("mmap", dev.map(pages, 0, true))?;
     // Opened and never read: it must hold nothing up.
     let _idle = io("open cpu0", std::fs::File::open(dir().join("cpu0")))?;
-    let readers = (0..4)
-        .map(|_| Reader::from_now(dir()))
-        .collect::<Result<Vec<_>, _>>()?;
+    let readers = (0..4).map(|_| recording()).collect::<Result<Vec<_>, _>>()?;
     let stop = std::sync::atomic::AtomicBool::new(false);
     let tid = sys::gettid();
     let want = expected_faults(0..pages, pages)? as usize;
@@ -451,7 +457,7 @@ fn threads_at_once_are_all_accounted_for() -> Check {
     let map = io("mmap", dev.map(pages, 0, true))?;
     // 4 KiB faults only, one per touch even with huge.
     io("madvise", map.madvise(libc::MADV_NOHUGEPAGE))?;
-    let mut reader = Reader::from_now(dir())?;
+    let mut reader = recording()?;
     let before = stats()?;
     let (mut seen, mut dropped) = (Vec::new(), 0);
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -553,27 +559,62 @@ fn bad_reads_are_refused() -> Check {
     Ok(())
 }
 
-fn off_records_nothing() -> Check {
-    reload(&["events=0"])?;
-    let result = (|| {
-        let s = stats()?;
-        ensure!(stat(&s, "events")? == 0, "stats does not show events 0");
-        let heads = io("heads", std::fs::read_to_string(dir().join("heads")))?;
+fn off_by_default_and_switched() -> Check {
+    let heads = || io("heads", std::fs::read_to_string(dir().join("heads")));
+    let enable = dir().join("enable");
+    let touch = |pages: usize| -> Check {
         let dev = io("open", Device::open())?;
-        let map = io("mmap", dev.map(16, 0, true))?;
-        for p in 0..16 {
+        let map = io("mmap", dev.map(pages, 0, true))?;
+        for p in 0..pages {
             map.write(p, 0, 1);
         }
+        Ok(())
+    };
+    let result = (|| {
+        // Loaded without `events`: off, and nothing recorded.
+        reload(&[])?;
         ensure!(
-            io("heads", std::fs::read_to_string(dir().join("heads")))? == heads,
-            "the rings moved with events=0"
+            stat(&stats()?, "events")? == 0,
+            "stats does not show events 0 by default"
         );
-        let after = stats()?;
+        let mode = io("stat", std::fs::metadata(&enable))?.permissions().mode() & 0o777;
+        ensure!(mode == 0o600, "events/enable has mode {mode:o}, not 600");
+        let before = heads()?;
+        touch(16)?;
+        ensure!(heads()? == before, "the rings moved with the recorder off");
+        // Switched on: recorded; off again: not.
+        io("enable", std::fs::write(&enable, "1"))?;
         ensure!(
-            stat(&after, "faults")? > 0 && stat(&after, "events_recorded")? == 0,
-            "events=0: {} faults, {} recorded",
-            stat(&after, "faults")?,
-            stat(&after, "events_recorded")?
+            stat(&stats()?, "events")? == 1,
+            "stats does not show events 1 once on"
+        );
+        let mut reader = Reader::from_now(dir())?;
+        touch(16)?;
+        let got = reader.flush()?.events.len();
+        ensure!(
+            got >= 16,
+            "{got} records for 16 faults with the recorder on"
+        );
+        io("disable", std::fs::write(&enable, "0"))?;
+        let before = heads()?;
+        touch(16)?;
+        ensure!(heads()? == before, "the rings moved once switched off");
+        ensure!(
+            errno_of(std::fs::write(&enable, "yes")) == Some(libc::EINVAL),
+            "writing a word to events/enable is not EINVAL"
+        );
+        tried(1);
+        // events=1 at load: on from the start, and stats say so.
+        reload(&["events=1"])?;
+        let after_load = stats()?;
+        ensure!(
+            stat(&after_load, "events")? == 1,
+            "events=1 at load: stats show it off"
+        );
+        touch(4)?;
+        ensure!(
+            stat(&stats()?, "events_recorded")? >= 4,
+            "events=1 at load: fewer records than faults"
         );
         Ok(())
     })();

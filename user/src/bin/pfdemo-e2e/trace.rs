@@ -3,7 +3,7 @@
 //! the CPU pushed (a write: not-present|write|user; a read: not-present|user), and one frame
 //! per row that the buddy allocator's `mm_page_alloc`, our handler's record and
 //! `/proc/self/pagemap` all name; a command run through `pfdemo trace --` shows its faults,
-//! and tracefs is left as it was found; a recorder switched off is said so, with the fix.
+//! and tracefs is left as it was found; a recorder switched off is switched on, and said so.
 //!
 //! The last case reloads the module (with `events=0`, then back).
 
@@ -38,8 +38,8 @@ pub const CASES: &[Case] = &[
         the_command_status_passes_through,
     ),
     (
-        "trace: with the recorder off (events=0), pfdemo trace says so and how to fix it",
-        recorder_off_is_explained,
+        "trace: with the recorder off (its default), pfdemo trace switches it on, says so, and traces",
+        recorder_off_is_switched_on,
     ),
 ];
 
@@ -392,14 +392,22 @@ fn the_command_status_passes_through() -> Check {
     Ok(())
 }
 
-fn recorder_off_is_explained() -> Check {
+fn recorder_off_is_switched_on() -> Check {
     reload(&["events=0"])?;
-    let result = output("/bin/pfdemo", &["trace", "--pages", "1"]);
+    let result = (|| {
+        let (code, out, err) = output("/bin/pfdemo", &["trace", "--pages", "3", "--json"])?;
+        let events = stat(&stats()?, "events")?;
+        Ok::<_, String>((code, out, err, events))
+    })();
     reload(&[])?;
-    let (code, out, err) = result?;
+    let (code, out, err, events) = result?;
+    let rows = serde_json::from_str::<serde_json::Value>(&out)
+        .ok()
+        .and_then(|v| v["rows"].as_array().map(|r| r.len()));
     ensure!(
-        code == Some(1) && err.contains("events=0") && err.contains("insmod"),
-        "pfdemo trace with events=0 exited {code:?}, said {err:?} (stdout {out:?})"
+        code == Some(0) && err.contains("switched the module's flight recorder on") && events == 1,
+        "pfdemo trace with the recorder off exited {code:?}, said {err:?}, left events {events}"
     );
+    ensure!(rows == Some(3), "3 touches gave {rows:?} rows:\n{out}");
     Ok(())
 }

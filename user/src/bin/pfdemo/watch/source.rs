@@ -94,6 +94,14 @@ impl Source {
             }
             Target::Instance(id) => Some(instance_size(id, &paths)?),
         };
+        // The recorder is off by default (it costs the handler time): a view of the faults
+        // switches it on, and leaves it on for any other reader.
+        let stats = if stats.0.get("events") == Some(&0) && paths.events.join("enable").exists() {
+            pfdemo::events::switch_on(&paths.events)?;
+            read_stats(&paths)?
+        } else {
+            stats
+        };
         let recorder = match events_off(&stats, &paths) {
             Some(why) => Recorder::Unavailable(why),
             None => match Reader::from_now(&paths.events) {
@@ -253,12 +261,11 @@ fn read_stats(paths: &Paths) -> Res<Stats> {
 /// Why the recorder cannot be read, with the fix; `None` when it can.
 fn events_off(stats: &Stats, paths: &Paths) -> Option<String> {
     if stats.0.get("events") == Some(&0) {
-        return Some(
-            "the flight recorder is off (module parameter events=0): no faults to list. Fix: \
-             reload the module with events=1 (rmmod rust_pagefault_demo; insmod \
-             rust_pagefault_demo.ko events=1)"
-                .into(),
-        );
+        return Some(format!(
+            "the flight recorder is off (events 0 in stats): no faults to list. Fix: echo 1 \
+                 > {}",
+            paths.events.join("enable").display()
+        ));
     }
     if !paths.events.join("heads").exists() {
         return Some(format!(
