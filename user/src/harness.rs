@@ -294,9 +294,14 @@ pub fn base_params() -> Vec<String> {
         .collect()
 }
 
-/// The base parameters followed by `extra`.
+/// The base parameters with `extra` added, each replacing a base parameter of the same name
+/// (the module refuses a parameter given twice, with `EEXIST`).
 pub fn params_with(extra: &[&str]) -> Vec<String> {
-    let mut params = base_params();
+    let name = |p: &str| p.split('=').next().unwrap_or("").to_string();
+    let mut params: Vec<String> = base_params()
+        .into_iter()
+        .filter(|p| !extra.iter().any(|e| name(e) == name(p)))
+        .collect();
     params.extend(extra.iter().map(|s| s.to_string()));
     params
 }

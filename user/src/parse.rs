@@ -105,7 +105,7 @@ impl Stats {
         ("map_pages", 1),
         ("insert_pages", 0),
         ("latency", 1),
-        ("events", 1),
+        ("events", 0),
     ];
 
     /// Whether the `stats` line `name` is a setting of the module, not a counter.
@@ -716,6 +716,15 @@ mod tests {
             label(&defaults.replace("prefault 1", "prefault 16")),
             "prefault=16"
         );
+        // The recorder is off by default: on, it is part of the label.
+        assert_eq!(
+            label(&format!(
+                "{}events 1\n",
+                defaults.replace("prefault 1", "prefault 16")
+            )),
+            "prefault=16,events=1"
+        );
+        assert_eq!(label(&format!("{defaults}events 0\n")), "default");
         // The two switch sets of qemu/guest-test.sh, whatever order stats lists them in.
         assert_eq!(
             label("prefault 1\nhuge 0\nmap_pages 0\nlatency 0\ninsert_pages 1\n"),
