@@ -42,7 +42,7 @@ for params in "prefault=16 events=1" "huge=1" "map_pages=0 insert_pages=1 latenc
 	# The chapters with the parameter sets that change what they show (the frame's size and
 	# how many pages a fault maps), not with the switch sets.
 	case $params in
-	prefault=16 | huge=1)
+	prefault=16* | huge=1)
 		pfdemo tour all --check >/tmp/chapters.out 2>&1 || { cat /tmp/chapters.out; rc=1; }
 		tail -n 1 /tmp/chapters.out
 		;;
