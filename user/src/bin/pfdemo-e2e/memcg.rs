@@ -301,10 +301,9 @@ const TOUCHER_CODES: &str = "10: join, 11: open, 12: mmap, 13: oom_score_adj";
 /// anonymous memory) and writes each, telling the parent how far it got in `words`.
 /// `unkillable`: with `oom_score_adj` -1000 first. Returns 0 once every page is written.
 fn toucher(group: &Memcg, touch: Touch, words: &SharedWords, unkillable: bool) -> i32 {
-    // SAFETY: getpid has no preconditions.
     words
         .word(PID)
-        .store(unsafe { libc::getpid() } as u64, Relaxed);
+        .store(u64::from(std::process::id()), Relaxed);
     let code = (|| {
         if unkillable && std::fs::write("/proc/self/oom_score_adj", "-1000").is_err() {
             return 13;
