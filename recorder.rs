@@ -48,7 +48,6 @@ use core::fmt::{
 };
 use kernel::{
     cpu::CpuId,
-    debugfs::BinaryWriter,
     fs::file::Offset,
     page::{
         PAGE_MASK,
@@ -68,7 +67,10 @@ use kernel::{
             Write, //
         },
     },
-    uaccess::UserSliceWriter,
+    uaccess::{
+        UserSliceReader,
+        UserSliceWriter, //
+    },
 };
 
 use crate::{
@@ -544,8 +546,8 @@ impl<const N: usize> Ring<N> {
     }
 }
 
-impl<const N: usize> BinaryWriter for Ring<N> {
-    fn write_to_slice(&self, writer: &mut UserSliceWriter, offset: &mut Offset) -> Result<usize> {
+impl<const N: usize> vm::debugfs::ReadAt for Ring<N> {
+    fn read_at(&self, writer: &mut UserSliceWriter, offset: &mut Offset) -> Result<usize> {
         self.read(writer, offset)
     }
 }
@@ -595,10 +597,38 @@ impl fmt::Write for Line {
 /// The recorder: a ring per shard, and its switch.
 pub(crate) struct Recorder {
     rings: [Ring; SHARDS],
-    /// Whether handler calls are recorded: nonzero for yes. Set at load from the `events`
-    /// parameter, and at any time through debugfs `events/enable` (`echo 1 >`, `echo 0 >`);
-    /// a handler call reads it once, at its start.
-    enabled: Atomic<u32>,
+    /// Whether handler calls are recorded. Set at load from the `events` parameter, and at
+    /// any time through debugfs `events/enable`; a handler call reads it once, at its start.
+    enabled: Switch,
+}
+
+/// The recorder's switch, and its debugfs file `events/enable`: reading gives `0` or `1`,
+/// writing a number sets it (`echo 1 >` on, `echo 0 >` off, any other number on; anything
+/// but a number: `EINVAL`, and the switch stays as it was).
+pub(crate) struct Switch(Atomic<u32>);
+
+impl Switch {
+    fn on(&self) -> bool {
+        self.0.load(Relaxed) != 0
+    }
+
+    fn set(&self, on: bool) {
+        self.0.store(u32::from(on), Relaxed);
+    }
+}
+
+impl vm::debugfs::Show for Switch {
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", u32::from(self.on()))
+    }
+}
+
+impl vm::debugfs::Store for Switch {
+    fn store(&self, reader: &mut UserSliceReader) -> Result {
+        let number = vm::debugfs::read_number(reader)?;
+        self.set(number != 0);
+        Ok(())
+    }
 }
 
 /// The flight recorder of all instances.
@@ -608,23 +638,22 @@ impl Recorder {
     const fn new() -> Self {
         Self {
             rings: [const { Ring::new() }; SHARDS],
-            enabled: Atomic::new(0),
+            enabled: Switch(Atomic::new(0)),
         }
     }
 
     /// Whether a handler call starting now is recorded.
     pub(crate) fn on(&self) -> bool {
-        self.enabled.load(Relaxed) != 0
+        self.enabled.on()
     }
 
     /// Switches recording on or off (at load, from the `events` parameter).
     pub(crate) fn switch_on(&self, on: bool) {
-        self.enabled.store(u32::from(on), Relaxed);
+        self.enabled.set(on);
     }
 
-    /// The switch, for its debugfs file `events/enable`: reading gives its value, writing a
-    /// number sets it (0 off, anything else on; not a number: `EINVAL`).
-    pub(crate) fn switch(&self) -> &Atomic<u32> {
+    /// The switch, for its debugfs file `events/enable`.
+    pub(crate) fn switch(&self) -> &Switch {
         &self.enabled
     }
 

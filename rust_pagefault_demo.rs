@@ -76,7 +76,7 @@
 //! instance's takes no lock of the module's.
 
 use kernel::{
-    debugfs,
+    fmt,
     miscdevice::{
         MiscDeviceOptions,
         MiscDeviceRegistration, //
@@ -105,6 +105,10 @@ use limits::{
 };
 use recorder::RECORDER;
 use stats::STATS;
+use vm::debugfs::{
+    self,
+    Show, //
+};
 
 module! {
     type: PagefaultDemo,
@@ -151,23 +155,16 @@ module! {
 /// The module: the device and its debugfs files.
 ///
 /// Drop order: `drop` below runs first, then the fields in declaration order: the device is
-/// unregistered before the debugfs files and their directory go. Nothing can use any of them
-/// by then: an open file of the device pins the module (`MiscDeviceRegistration` sets the
-/// file operations' owner), so unload runs only when no instance is left.
+/// unregistered before the debugfs tree goes. Nothing can use either by then: an open file of
+/// the device or of debugfs pins the module (both tables name it as their owner), so unload
+/// runs only when no instance and no reader is left.
 #[pin_data(PinnedDrop)]
 struct PagefaultDemo {
     #[pin]
     misc: MiscDeviceRegistration<Instance>,
-    #[pin]
-    stats: debugfs::File<()>,
-    #[pin]
-    frames: debugfs::File<()>,
-    #[pin]
-    latency: debugfs::File<()>,
-    /// `events/`: a `cpu<k>` file per shard of the flight recorder, `heads`, and `enable`.
-    #[pin]
-    events: debugfs::Scope<()>,
-    _dir: debugfs::Dir,
+    /// `stats`, `frames`, `latency`, and `events/`: a `cpu<k>` file per shard of the flight
+    /// recorder, `heads`, and `enable`.
+    _debugfs: debugfs::Dir,
 }
 
 #[pinned_drop]
@@ -223,27 +220,70 @@ impl kernel::InPlaceModule for PagefaultDemo {
                 Err(EINVAL)
             }
         };
-        let dir = debugfs::Dir::new(c"rust_pagefault_demo");
         try_pin_init!(Self {
             _: { setup? },
-            stats <- dir.read_callback_file(c"stats", (), &|(), f| {
-                STATS.write(f, &BUDGET, instance::metadata_bytes(), &limits(), RECORDER.on())
-            }),
-            frames <- dir.read_callback_file(c"frames", (), &|(), f| instance::write_frames(f)),
-            latency <- dir.read_callback_file(c"latency", (), &|(), f| {
-                STATS.write_latency(f)
-            }),
-            events <- dir.scope((), c"events", |(), events| {
-                for (k, name) in recorder::FILE_NAMES.iter().enumerate() {
-                    events.read_binary_file(name, RECORDER.ring(k));
-                }
-                events.read_callback_file(c"heads", &(), &|(), f| RECORDER.write_heads(f));
-                events.read_write_file(c"enable", RECORDER.switch());
-            }),
-            _dir: dir,
+            _debugfs: debugfs_files(),
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"rust_pagefault_demo",
             }),
         })
+    }
+}
+
+/// Creates the module's debugfs tree (files that exist only at load, not per instance).
+fn debugfs_files() -> debugfs::Dir {
+    let dir = debugfs::Dir::new(c"rust_pagefault_demo");
+    let files = dir.files();
+    files.text(c"stats", &StatsFile);
+    files.text(c"frames", &FramesFile);
+    files.text(c"latency", &LatencyFile);
+    let events = files.dir(c"events");
+    for (k, name) in recorder::FILE_NAMES.iter().enumerate() {
+        events.binary(name, RECORDER.ring(k));
+    }
+    events.text(c"heads", &HeadsFile);
+    events.text_rw(c"enable", RECORDER.switch());
+    dir
+}
+
+/// debugfs `stats`: the counters, the budget, the metadata and the settings.
+struct StatsFile;
+
+impl Show for StatsFile {
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        STATS.write(
+            f,
+            &BUDGET,
+            instance::metadata_bytes(),
+            &limits(),
+            RECORDER.on(),
+        )
+    }
+}
+
+/// debugfs `frames`: every live 4 KiB page of every instance.
+struct FramesFile;
+
+impl Show for FramesFile {
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        instance::write_frames(f)
+    }
+}
+
+/// debugfs `latency`: the handler's latency histogram.
+struct LatencyFile;
+
+impl Show for LatencyFile {
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        STATS.write_latency(f)
+    }
+}
+
+/// debugfs `events/heads`: each ring's next and oldest sequence number.
+struct HeadsFile;
+
+impl Show for HeadsFile {
+    fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        RECORDER.write_heads(f)
     }
 }

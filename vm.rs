@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The raw side of the memory-management hooks, kept small and in one place.
+//! The raw side of the module, kept small and in one place: the memory-management hooks, and
+//! debugfs files that pin the module while open.
 //!
 //! The kernel crate offers `VmaNew`/`VmaMixedMap` for setting up and filling a mapping, but no
 //! abstraction for `vm_operations_struct`, the VMA's page offset, batched or PMD-level
@@ -9,6 +10,7 @@
 //! its `unsafe` block. It is the only place in the module that uses `kernel::bindings`.
 //!
 //! - [`clock`]: the monotonic clock as a number, for the flight recorder.
+//! - [`debugfs`]: debugfs files whose open file pins the module (the kernel crate's do not).
 //! - [`fault`]: the `vm_operations_struct` and the fault entry points.
 //! - [`frame`]: owned, zeroed frames and borrowed views of them.
 //! - [`insert`]: mapping pages, one at a time or in batches.
@@ -23,6 +25,7 @@
 use kernel::bindings;
 
 mod clock;
+pub(crate) mod debugfs;
 mod fault;
 mod frame;
 mod insert;

@@ -590,9 +590,8 @@ fn off_by_default_and_switched() -> Check {
             stat(&stats()?, "events")? == 1,
             "stats does not show events 1 once on"
         );
-        // The reader's files are closed before the module is reloaded below: a debugfs file
-        // of the kernel crate held open across rmmod crashes the kernel at its close (see
-        // README, "Threat model").
+        // The reader's files are closed before the module is reloaded below: an open one
+        // would make rmmod fail.
         let got = {
             let mut reader = Reader::from_now(dir())?;
             touch(16)?;

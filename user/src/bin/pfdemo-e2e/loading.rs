@@ -21,6 +21,10 @@ pub const CASES: &[Case] = &[
         rmmod_refused_while_open,
     ),
     (
+        "rmmod refused while any debugfs file is open, clean after",
+        rmmod_refused_while_debugfs_open,
+    ),
+    (
         "invalid module parameters are refused with EINVAL and a log line",
         invalid_parameters_refused,
     ),
@@ -237,6 +241,58 @@ fn rmmod_refused_while_open() -> Check {
     ensure!(
         std::fs::metadata(sys::DEVICE).is_err(),
         "device node left after rmmod"
+    );
+    reload(&[])?;
+    Ok(())
+}
+
+/// Every debugfs file of the module pins it while open, as the device does: `rmmod` fails,
+/// and the file can still be read and closed. (Without an owner in the file's table, `rmmod`
+/// succeeded and the `close()` after it oopsed in debugfs's `full_proxy_release`.)
+fn rmmod_refused_while_debugfs_open() -> Check {
+    let mut names: Vec<String> = sys::DEBUGFS_FILES.iter().map(|n| n.to_string()).collect();
+    names.extend(["heads", "enable", "cpu0"].map(|n| format!("events/{n}")));
+    for name in &names {
+        let path = sys::debugfs_path(name);
+        let mut file = io(&format!("open {path}"), std::fs::File::open(&path))?;
+        tried(1);
+        let busy = sys::unload_module();
+        if busy.is_ok() {
+            // The module is gone under an open file: closing it now would oops the kernel.
+            // Keep it open for ever and load the module again, so the cases after this one run.
+            std::mem::forget(file);
+            reload(&[])?;
+            return Err(format!(
+                "rmmod with {name} open succeeded, expected Err(EAGAIN)"
+            ));
+        }
+        ensure!(
+            busy == Err(libc::EAGAIN),
+            "rmmod with {name} open: {busy:?}, expected Err(EAGAIN)"
+        );
+        // Still served: a ring file is read in whole 512-byte records, the others to the end.
+        if name.starts_with("events/cpu") {
+            let mut record = [0u8; 512];
+            io(
+                &format!("read {path}"),
+                std::io::Read::read(&mut file, &mut record),
+            )?;
+        } else {
+            let mut text = Vec::new();
+            io(
+                &format!("read {path}"),
+                std::io::Read::read_to_end(&mut file, &mut text),
+            )?;
+            ensure!(!text.is_empty(), "{name} reads empty after a refused rmmod");
+        }
+    }
+    ensure!(
+        sys::unload_module().is_ok(),
+        "rmmod failed after the debugfs files were closed"
+    );
+    ensure!(
+        std::fs::metadata(sys::DEBUGFS).is_err(),
+        "debugfs directory left after rmmod"
     );
     reload(&[])?;
     Ok(())
