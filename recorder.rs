@@ -594,6 +594,19 @@ impl fmt::Write for Line {
     }
 }
 
+/// Reads a small decimal number written to a file: the whole write, spaces and a newline
+/// around it allowed. Anything else is `EINVAL`.
+fn read_number(reader: &mut UserSliceReader) -> Result<u64> {
+    let mut buf = [0u8; 24];
+    let n = reader.len();
+    if n > buf.len() {
+        return Err(EINVAL);
+    }
+    reader.read_slice(&mut buf[..n])?;
+    let text = core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?;
+    text.trim().parse::<u64>().map_err(|_| EINVAL)
+}
+
 /// The recorder: a ring per shard, and its switch.
 pub(crate) struct Recorder {
     rings: [Ring; SHARDS],
@@ -625,7 +638,7 @@ impl vm::debugfs::Show for Switch {
 
 impl vm::debugfs::Store for Switch {
     fn store(&self, reader: &mut UserSliceReader) -> Result {
-        let number = vm::debugfs::read_number(reader)?;
+        let number = read_number(reader)?;
         self.set(number != 0);
         Ok(())
     }

@@ -220,12 +220,15 @@ impl kernel::InPlaceModule for PagefaultDemo {
                 Err(EINVAL)
             }
         };
+        // The debugfs tree comes last, after everything that can fail: a file opened while
+        // the module is still loading pins it, but a failed load frees the module whatever
+        // its count, and that file's close would call into freed memory.
         try_pin_init!(Self {
             _: { setup? },
-            _debugfs: debugfs_files(),
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"rust_pagefault_demo",
             }),
+            _debugfs: debugfs_files(),
         })
     }
 }

@@ -11,7 +11,8 @@
 //! open file makes `rmmod` fail (`EAGAIN`), exactly as an open device file does.
 //!
 //! Three kinds of file, each a trait the data implements:
-//! - [`Show`]: a text file, formatted afresh at each `open` (`single_open`, a `seq_file`).
+//! - [`Show`]: a text file, formatted afresh for each open file at its first `read`
+//!   (`single_open`, a `seq_file`).
 //! - [`Store`]: a text file that also takes a write (`events/enable`).
 //! - [`ReadAt`]: a binary file read at an offset (`events/cpu<k>`).
 //!
@@ -24,9 +25,17 @@
 //!
 //! C header: [`include/linux/debugfs.h`](srctree/include/linux/debugfs.h).
 
+// Without debugfs the C functions used here are inline stubs or absent, and the module would
+// have nothing to show.
+#[cfg(not(CONFIG_DEBUG_FS))]
+compile_error!("rust_pagefault_demo needs CONFIG_DEBUG_FS");
+
 use core::{
     marker::PhantomData,
-    ptr::null_mut, //
+    ptr::{
+        self,
+        null_mut, //
+    },
 };
 use kernel::{
     bindings,
@@ -46,7 +55,8 @@ use kernel::{
 /// This module's `struct module`, the owner of every table here.
 const OWNER: *mut bindings::module = kernel::module::this_module::<crate::LocalModule>().as_ptr();
 
-/// The data of a text file: what it shows, formatted at each `open`.
+/// The data of a text file: what it shows, formatted for each open file at its first `read`
+/// (again if the text outgrows the `seq_file`'s buffer, or after a seek back).
 pub(crate) trait Show: Sync {
     /// Writes the file's text.
     fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
@@ -138,21 +148,29 @@ impl<'a> Files<'a> {
 
     /// Creates the read-only (0400) text file `name`, showing `data`.
     pub(crate) fn text<T: Show>(self, name: &CStr, data: &'static T) {
-        self.create(name, 0o400, data, &TextOps::<T>::READ);
+        // SAFETY: `TextOps::<T>::READ`'s functions read the private data as a `T`.
+        unsafe { self.create(name, 0o400, data, &TextOps::<T>::READ) };
     }
 
     /// Creates the read-write (0600) text file `name`, showing `data` and storing into it.
     pub(crate) fn text_rw<T: Store>(self, name: &CStr, data: &'static T) {
-        self.create(name, 0o600, data, &TextOps::<T>::READ_WRITE);
+        // SAFETY: `TextOps::<T>::READ_WRITE`'s functions read the private data as a `T`.
+        unsafe { self.create(name, 0o600, data, &TextOps::<T>::READ_WRITE) };
     }
 
     /// Creates the read-only (0400) binary file `name`, read from `data` at an offset.
     pub(crate) fn binary<T: ReadAt>(self, name: &CStr, data: &'static T) {
-        self.create(name, 0o400, data, &BinaryOps::<T>::READ);
+        // SAFETY: `BinaryOps::<T>::READ`'s functions read the private data as a `T`.
+        unsafe { self.create(name, 0o400, data, &BinaryOps::<T>::READ) };
     }
 
     /// Creates a file with `ops`, whose functions take the inode's private data for a `T`.
-    fn create<T>(
+    ///
+    /// # Safety
+    ///
+    /// `ops` must be a table of this file for `T`: its functions read the inode's or the
+    /// file's private data as a `&T`.
+    unsafe fn create<T>(
         self,
         name: &CStr,
         mode: u16,
@@ -161,15 +179,14 @@ impl<'a> Files<'a> {
     ) {
         // SAFETY: `name` is a NUL-terminated string, and the parent is NULL, an error pointer
         // or a live directory (type invariant), all of which debugfs takes. The private data
-        // is a `T` that lives for ever, and `ops` is one of this file's tables for `T`, whose
-        // functions read it as a `&T`. The file is removed with its `Dir`; debugfs reports a
+        // is a `T` that lives for ever, and `ops` reads it as a `&T` (the caller's promise). The file is removed with its `Dir`; debugfs reports a
         // failure to create it only to the caller, and a missing debugfs file is no error.
         unsafe {
             bindings::debugfs_create_file_full(
                 name.as_char_ptr(),
                 mode,
                 self.dentry,
-                core::ptr::from_ref(data).cast_mut().cast(),
+                ptr::from_ref(data).cast_mut().cast(),
                 null_mut(),
                 ops,
             )
@@ -249,7 +266,9 @@ unsafe extern "C" fn text_show<T: Show>(seq: *mut bindings::seq_file, _: *mut c_
     // SAFETY: By the function's safety requirement, `seq` is live and its private data is a
     // `T` that lives for ever, only ever shared.
     let data = unsafe { &*(*seq).private.cast::<T>() };
-    // SAFETY: `seq` is live for the duration of this call, which is all the borrow lasts.
+    // SAFETY: `seq` is live for the duration of this call, which is all the borrow lasts, and
+    // no other thread uses it meanwhile: `seq_read_iter` and `seq_lseek` call `show` with the
+    // seq_file's mutex held.
     let seq = unsafe { SeqFile::from_raw(seq) };
     show_into(seq, data);
     0
@@ -274,6 +293,7 @@ unsafe extern "C" fn text_write<T: Store>(
     let data = unsafe { &*(*seq).private.cast::<T>() };
     let mut reader = UserSlice::new(UserPtr::from_ptr(buf.cast_mut().cast()), count).reader();
     match data.store(&mut reader) {
+        // CAST: the VFS caps `count` at `MAX_RW_COUNT`, so it fits an `isize`.
         Ok(()) => count as isize,
         Err(e) => e.to_errno() as isize,
     }
@@ -295,25 +315,14 @@ unsafe extern "C" fn binary_read<T: ReadAt>(
     // SAFETY: By the function's safety requirement, the file's private data is a `T` that
     // lives for ever, only ever shared.
     let data = unsafe { &*(*file).private_data.cast::<T>() };
-    // SAFETY: The VFS lends `ppos` to this call alone (`f_pos_lock` or a pread's own copy).
+    // SAFETY: `ppos` points to a position of this call's own: `read(2)` and `pread(2)` pass
+    // a copy on their stack, written back to the file afterwards (`ksys_read`, `ksys_pread64`).
     let offset: &mut Offset = unsafe { &mut *ppos };
     let mut writer = UserSlice::new(UserPtr::from_ptr(buf.cast()), count).writer();
     match data.read_at(&mut writer, offset) {
-        // A read returns at most `count` bytes, which fits an `isize` (the VFS caps it).
+        // CAST: a read returns at most `count` bytes, which the VFS caps at `MAX_RW_COUNT`,
+        // so it fits an `isize`.
         Ok(n) => n as isize,
         Err(e) => e.to_errno() as isize,
     }
-}
-
-/// Reads a small decimal number written to a file: the whole write, spaces and a newline
-/// around it allowed. Anything else is `EINVAL`.
-pub(crate) fn read_number(reader: &mut UserSliceReader) -> Result<u64> {
-    let mut buf = [0u8; 24];
-    let n = reader.len();
-    if n > buf.len() {
-        return Err(EINVAL);
-    }
-    reader.read_slice(&mut buf[..n])?;
-    let text = core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?;
-    text.trim().parse::<u64>().map_err(|_| EINVAL)
 }
