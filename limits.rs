@@ -27,6 +27,11 @@ pub(crate) struct Switches {
     /// Map a single page with `vm_insert_pages` (a batch of one) instead of `vm_insert_page`
     /// (`insert_pages=0`).
     pub(crate) insert_pages: bool,
+    /// Hand a 4 KiB instance's faulting page to the core in `vmf->page` (`return_page=1`),
+    /// which maps it with the page table it walked to already (`finish_fault`), as it does a
+    /// file's page-cache page, instead of mapping it here with `vm_insert_page`, which walks
+    /// the page tables again from the top.
+    pub(crate) return_page: bool,
 }
 
 impl Switches {
@@ -35,6 +40,7 @@ impl Switches {
         map_pages: true,
         latency: 1,
         insert_pages: false,
+        return_page: false,
     };
 }
 

@@ -118,6 +118,8 @@ pub(crate) enum Path {
     Pmd = 5,
     /// A huge-fault call that asked the core for 4 KiB faults.
     Fallback = 6,
+    /// Handed to the core in `vmf->page`, which maps it after the call (`return_page=1`).
+    Core = 7,
 }
 
 /// How the call ended, as the faulting access sees it.
@@ -132,7 +134,7 @@ pub(crate) enum Outcome {
 impl From<&vm::FaultOutcome> for Outcome {
     fn from(outcome: &vm::FaultOutcome) -> Self {
         match outcome {
-            vm::FaultOutcome::Mapped => Outcome::Mapped,
+            vm::FaultOutcome::Mapped | vm::FaultOutcome::Given => Outcome::Mapped,
             vm::FaultOutcome::Sigbus => Outcome::Sigbus,
             vm::FaultOutcome::Oom => Outcome::Oom,
             vm::FaultOutcome::Fallback => Outcome::Fallback,
@@ -141,8 +143,8 @@ impl From<&vm::FaultOutcome> for Outcome {
 }
 
 const CALL_NAMES: [&str; 3] = ["fault", "pmd", "pud"];
-const PATH_NAMES: [&str; 7] = [
-    "none", "page", "pages", "batch", "subpage", "pmd", "fallback",
+const PATH_NAMES: [&str; 8] = [
+    "none", "page", "pages", "batch", "subpage", "pmd", "fallback", "core",
 ];
 const OUTCOME_NAMES: [&str; 4] = ["mapped", "sigbus", "oom", "fallback"];
 
@@ -228,6 +230,7 @@ impl Record {
             4 => Path::Subpage,
             5 => Path::Pmd,
             6 => Path::Fallback,
+            7 => Path::Core,
             _ => return None,
         };
         let outcome = match (small >> 8) & 0xf {

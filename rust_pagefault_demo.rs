@@ -145,6 +145,10 @@ module! {
             default: false,
             description: "Map a single page with vm_insert_pages, not vm_insert_page (a switch)",
         },
+        return_page: bool {
+            default: false,
+            description: "Return the page in vmf->page for the core to map, not vm_insert_page (a switch)",
+        },
         events: bool {
             default: false,
             description: "Record every handler call in debugfs events/ from load on (events/enable switches it)",
@@ -191,6 +195,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
                 map_pages: module_parameters::map_pages.value(),
                 latency: module_parameters::latency.value(),
                 insert_pages: module_parameters::insert_pages.value(),
+                return_page: module_parameters::return_page.value(),
             },
             ..limits
         });
@@ -202,7 +207,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
                 unsafe { instance::init_instances() };
                 pr_info!(
                     "max_pages={} max_total_pages={} prefault={} huge={} map_pages={} \
-                     latency={} insert_pages={} events={}\n",
+                     latency={} insert_pages={} return_page={} events={}\n",
                     limits.max_pages,
                     limits.max_total_pages,
                     limits.prefault,
@@ -210,6 +215,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
                     limits.switches.map_pages,
                     limits.switches.latency,
                     limits.switches.insert_pages,
+                    limits.switches.return_page,
                     module_parameters::events.value()
                 );
                 RECORDER.switch_on(module_parameters::events.value());

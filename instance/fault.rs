@@ -85,14 +85,15 @@ fn inserted(result: Result) -> Result<bool, Shortage> {
 }
 
 impl Instance {
-    /// Maps the page of `fault` into `vma`, allocating its frame on the first touch; with
-    /// `prefault` > 1, also maps the pages after it. `trace` follows what it does.
+    /// Maps the page of `fault` into `vma`, allocating its frame on the first touch, or with
+    /// `return_page` hands it to the core to map; with `prefault` > 1, also maps the pages
+    /// after it. `trace` follows what it does.
     fn map(
         &self,
         vma: &VmaMixedMap,
         fault: &vm::Fault<'_>,
         trace: &mut Trace,
-    ) -> Result<(), Shortage> {
+    ) -> Result<vm::FaultOutcome, Shortage> {
         let pgoff = fault.pgoff;
         if pgoff >= self.size {
             // mmap refuses such ranges and VM_DONTEXPAND stops growth: only a kernel bug gets
@@ -101,9 +102,45 @@ impl Instance {
         }
         let address = fault.address & PAGE_MASK;
         if self.huge {
-            return self.map_subpage(vma, fault, address, trace);
+            return self
+                .map_subpage(vma, fault, address, trace)
+                .map(|()| vm::FaultOutcome::Mapped);
         }
         let frame = self.small.frame(&BUDGET, &STATS, pgoff, trace)?;
+        let outcome = if self.switches.return_page {
+            // The core maps it after this call, or drops it if a racing thread of the same
+            // process mapped the page first: either way the access succeeds, and the record
+            // counts the one page this call offered.
+            trace.path = Path::Core;
+            trace.mapped(1);
+            fault.give(frame)
+        } else {
+            self.insert(vma, address, frame, trace)?;
+            vm::FaultOutcome::Mapped
+        };
+        trace.pfn = Some(frame.pfn());
+        if self.prefault > 1 {
+            trace.path = Path::Batch;
+            self.prefault(
+                vma,
+                pgoff + 1,
+                address + PAGE_SIZE,
+                self.prefault - 1,
+                trace,
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// Maps `frame` at `address` with `vm_insert_page` (or, with `insert_pages`, a batch of
+    /// one).
+    fn insert(
+        &self,
+        vma: &VmaMixedMap,
+        address: usize,
+        frame: vm::FrameRef<'_, 0>,
+        trace: &mut Trace,
+    ) -> Result<(), Shortage> {
         let mapped = retried(|| {
             if self.switches.insert_pages {
                 // The switch: the batch call for a batch of one, to measure what it costs.
@@ -119,23 +156,12 @@ impl Instance {
                 inserted(vma.vm_insert_page(address, &frame.page()))
             }
         })?;
-        trace.pfn = Some(frame.pfn());
         trace.path = if self.switches.insert_pages {
             Path::Pages
         } else {
             Path::Page
         };
         trace.mapped(u32::from(mapped));
-        if self.prefault > 1 {
-            trace.path = Path::Batch;
-            self.prefault(
-                vma,
-                pgoff + 1,
-                address + PAGE_SIZE,
-                self.prefault - 1,
-                trace,
-            );
-        }
         Ok(())
     }
 
@@ -276,10 +302,7 @@ impl vm::FaultHandler for Instance {
     fn fault(&self, vma: &VmaMixedMap, fault: &vm::Fault<'_>) -> vm::FaultOutcome {
         let timed = STATS.timed(self.switches.latency);
         let mut trace = Trace::begin(RECORDER.on(), timed);
-        let outcome = match self.map(vma, fault, &mut trace) {
-            Ok(()) => vm::FaultOutcome::Mapped,
-            Err(shortage) => outcome_of(shortage),
-        };
+        let outcome = self.map(vma, fault, &mut trace).unwrap_or_else(outcome_of);
         let kind = if fault.write {
             Counter::WriteFaults
         } else {

@@ -24,6 +24,10 @@ use kernel::{
         PAGE_SHIFT,
         PAGE_SIZE, //
     },
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
 };
 
 use super::{
@@ -59,6 +63,9 @@ pub(crate) const FAULT_FLAG_LETTERS: [(u32, u8); 7] = [
 /// `free_pgtables` for a range that no VMA covers any more: `munmap` may do that after
 /// downgrading the mmap lock, but only for tables wholly inside the gap it unmapped, never for
 /// one under a VMA that is still there and locked.
+///
+/// `vmf` is the core's `struct vm_fault` of the call, valid for `'a`; the core reads its
+/// `page` only after the call returns.
 pub(crate) struct Fault<'a> {
     /// Page offset in the file of the faulting page.
     pub(crate) pgoff: usize,
@@ -76,6 +83,8 @@ pub(crate) struct Fault<'a> {
     /// The core's `vmf->pmd`: set for a 4 KiB fault and a PMD-level one, not for a PUD-level
     /// one, which the core asks for before it has looked up a PMD (`vmf->pmd` is NULL then).
     pmd: Option<NonNull<bindings::pmd_t>>,
+    /// The core's `struct vm_fault`, for [`Fault::give`] to set its `page`.
+    vmf: *mut bindings::vm_fault,
     _fault: PhantomData<&'a bindings::vm_fault>,
 }
 
@@ -93,6 +102,35 @@ impl Fault<'_> {
         let raw = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*pmd.as_ptr()).pmd)) };
         Some(PmdState::of(Entry(raw as u64)))
     }
+
+    /// Hands `page` to the core to map: the `fault` of a file's page cache. The core locks
+    /// the page, maps it with one entry in the page table it walked to before calling
+    /// (`finish_fault`: no second walk from the top, as `vm_insert_page` makes), unlocks it,
+    /// and on a write marks it dirty and updates the file's time (`fault_dirty_shared_page`).
+    /// For a write to a private mapping it maps a copy instead (`do_cow_fault`).
+    ///
+    /// The mapping takes over one reference on the page, which this adds: the core drops it
+    /// if it does not map the page (a racing thread mapped it first), and the zap does when
+    /// the entry goes. For an order-0 frame only: the core would treat the head page of a
+    /// larger, non-compound frame as a folio of one page. And from a `fault` call only: the
+    /// core reads no page after a `huge_fault`, which gets [`FaultOutcome::Fallback`] here.
+    pub(crate) fn give(&self, page: FrameRef<'_, 0>) -> FaultOutcome {
+        if self.order != 0 {
+            return FaultOutcome::Fallback;
+        }
+        let page = page.as_ptr();
+        // SAFETY: `page` is a live order-0 page whose owner holds a reference for `'_`, so
+        // its count is at least 1 and cannot reach 0 during this call. `_refcount` is an
+        // `atomic_t` that the kernel only ever accesses atomically (`page_ref.h`), so an
+        // atomic add on it races with nothing. This is the C `page_ref_inc`, without its
+        // tracepoint (`CONFIG_DEBUG_PAGE_REF`), which bindings cannot call (an inline).
+        let count = unsafe { Atomic::from_ptr(&raw mut (*page)._refcount.counter) };
+        count.add(1, Relaxed);
+        // SAFETY: `vmf` is the core's fault for this call, which the core passed to `fault`
+        // for it to set `page`, and reads only after `fault` returns.
+        unsafe { (*self.vmf).page = page };
+        FaultOutcome::Given
+    }
 }
 
 /// How a fault ended, as the core's `vm_fault_t` knows it.
@@ -105,6 +143,8 @@ pub(crate) enum FaultOutcome {
     Sigbus,
     /// Not at this level: `VM_FAULT_FALLBACK`, the core retries with 4 KiB faults.
     Fallback,
+    /// The page is in `vmf->page`, for the core to lock and map ([`Fault::give`]): 0.
+    Given,
 }
 
 impl FaultOutcome {
@@ -114,6 +154,7 @@ impl FaultOutcome {
             Self::Oom => bindings::vm_fault_reason_VM_FAULT_OOM,
             Self::Sigbus => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
             Self::Fallback => bindings::vm_fault_reason_VM_FAULT_FALLBACK,
+            Self::Given => 0,
         }) as bindings::vm_fault_t
     }
 
@@ -247,6 +288,7 @@ impl<T: FaultHandler> VmOps<T> {
         // The core sets `vmf->pmd` for a 4 KiB fault and a PMD-level one, not for a PUD-level
         // one.
         let with_pmd = order == 0 || order == HUGE_ORDER;
+        let vmf_ptr = vmf;
         // SAFETY: the caller passes a valid `vmf` that lives for the whole fault, and its `vma`
         // is the faulting VMA, valid and locked (mmap or VMA read lock) for that long, so its
         // flags may be read.
@@ -271,6 +313,8 @@ impl<T: FaultHandler> VmOps<T> {
                     } else {
                         None
                     },
+                    // INVARIANT: the core's fault of this call, valid for all of it.
+                    vmf: vmf_ptr,
                     _fault: PhantomData,
                 },
             )

@@ -189,6 +189,7 @@ fn every_fault_is_one_record() -> Check {
     let path = match (huge, k > 1) {
         (true, _) => "subpage",
         (false, true) => "batch",
+        (false, false) if stat(&s, "return_page")? == 1 => "core",
         (false, false) if stat(&s, "insert_pages")? == 1 => "pages",
         (false, false) => "page",
     };

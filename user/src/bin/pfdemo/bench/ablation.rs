@@ -15,13 +15,15 @@ use super::{Args, Bench, Mode};
 use pfdemo::Res;
 
 /// The switch positions measured, each against the defaults (`map_pages=1 latency=1
-/// insert_pages=0 events=0`), and whether to measure it at every thread count (the mmap lock matters
+/// insert_pages=0 return_page=0 events=0`), and whether to measure it at every thread count (the mmap lock matters
 /// only once two threads fault at the same time) or with one thread.
 const SWITCHES: &[(&str, bool)] = &[
     ("map_pages=0", true),
     ("latency=0", false),
     ("latency=16", false),
     ("insert_pages=1", false),
+    // The core maps the page (finish_fault), not the handler (vm_insert_page).
+    ("return_page=1", true),
     // The flight recorder on: what recording every handler call costs.
     ("events=1", false),
 ];
