@@ -274,7 +274,7 @@ pub fn run(args: Args) -> Res {
         args.mib, args.reps, args.max_reps
     );
 
-    // First, while the slab caches hold no freed XArray nodes of earlier runs to reuse.
+    // First, before the measurements of the other modes allocate and free in the same caches.
     let metadata = if modes.contains(&Mode::Device) {
         Some(metadata_per_frame(&args.module, pages.min(65536))?)
     } else {

@@ -266,7 +266,7 @@ pub fn print_table(r: &Report) {
     }
     if let Some(b) = r.metadata_bytes_per_frame {
         println!(
-            "module metadata: {b:.1} bytes per 4 KiB frame (slab objects added while the frames are held)"
+            "module metadata: {b:.1} bytes per 4 KiB frame (the frame table's slab objects added while the frames are held)"
         );
     }
     if !r.ablation.is_empty() {
