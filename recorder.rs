@@ -134,7 +134,7 @@ pub(crate) enum Outcome {
 impl From<&vm::FaultOutcome> for Outcome {
     fn from(outcome: &vm::FaultOutcome) -> Self {
         match outcome {
-            vm::FaultOutcome::Mapped | vm::FaultOutcome::Given => Outcome::Mapped,
+            vm::FaultOutcome::Mapped | vm::FaultOutcome::Given(_) => Outcome::Mapped,
             vm::FaultOutcome::Sigbus => Outcome::Sigbus,
             vm::FaultOutcome::Oom => Outcome::Oom,
             vm::FaultOutcome::Fallback => Outcome::Fallback,

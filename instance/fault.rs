@@ -108,9 +108,9 @@ impl Instance {
         }
         let frame = self.small.frame(&BUDGET, &STATS, pgoff, trace)?;
         let outcome = if self.switches.return_page {
-            // The core maps it after this call, or drops it if a racing thread of the same
-            // process mapped the page first: either way the access succeeds, and the record
-            // counts the one page this call offered.
+            // The core maps it after this call, or puts it back if a racing thread of the same
+            // process mapped the page first (or, for a private write, maps a copy); the record
+            // counts the one page this call offered, and its frame.
             trace.path = Path::Core;
             trace.mapped(1);
             fault.give(frame)

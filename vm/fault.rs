@@ -105,15 +105,21 @@ impl Fault<'_> {
 
     /// Hands `page` to the core to map: the `fault` of a file's page cache. The core locks
     /// the page, maps it with one entry in the page table it walked to before calling
-    /// (`finish_fault`: no second walk from the top, as `vm_insert_page` makes), unlocks it,
-    /// and on a write marks it dirty and updates the file's time (`fault_dirty_shared_page`).
-    /// For a write to a private mapping it maps a copy instead (`do_cow_fault`).
+    /// (`finish_fault`: no second walk from the top, as `vm_insert_page` makes), on a shared
+    /// write marks it dirty and updates the file's time (`fault_dirty_shared_page`), and
+    /// unlocks it. For a write to a private mapping it maps a copy instead (`do_cow_fault`).
     ///
-    /// The mapping takes over one reference on the page, which this adds: the core drops it
-    /// if it does not map the page (a racing thread mapped it first), and the zap does when
-    /// the entry goes. For an order-0 frame only: the core would treat the head page of a
-    /// larger, non-compound frame as a folio of one page. And from a `fault` call only: the
-    /// core reads no page after a `huge_fault`, which gets [`FaultOutcome::Fallback`] here.
+    /// The mapping takes over one reference on the page, which this adds. The core puts it
+    /// back when it does not map the page: a racing thread mapped it first, the mapping is a
+    /// private one written to (the copy is mapped), or mapping failed (no memory for a page
+    /// table, a dying mm). The zap drops it when the entry goes. For an order-0 frame only
+    /// (the type says so): the core would map a larger folio whole, with PTEs or a PMD of its
+    /// own choosing. And from a `fault` call only: the core reads no page after a
+    /// `huge_fault`, which gets [`FaultOutcome::Fallback`] here.
+    ///
+    /// The result is the only way to a [`FaultOutcome::Given`]: the core dereferences
+    /// `vmf->page` when `fault` returns 0, so that outcome must mean the page is set.
+    #[must_use]
     pub(crate) fn give(&self, page: FrameRef<'_, 0>) -> FaultOutcome {
         if self.order != 0 {
             return FaultOutcome::Fallback;
@@ -127,11 +133,15 @@ impl Fault<'_> {
         let count = unsafe { Atomic::from_ptr(&raw mut (*page)._refcount.counter) };
         count.add(1, Relaxed);
         // SAFETY: `vmf` is the core's fault for this call, which the core passed to `fault`
-        // for it to set `page`, and reads only after `fault` returns.
+        // for it to set `page`, and reads only after `fault` returns. No reference to `*vmf`
+        // is alive: `unpack` copied what it needed out of one that ended there.
         unsafe { (*self.vmf).page = page };
-        FaultOutcome::Given
+        FaultOutcome::Given(PageGiven(()))
     }
 }
+
+/// Proof that [`Fault::give`] set the fault's page: its field is private to this file.
+pub(crate) struct PageGiven(());
 
 /// How a fault ended, as the core's `vm_fault_t` knows it.
 pub(crate) enum FaultOutcome {
@@ -144,7 +154,7 @@ pub(crate) enum FaultOutcome {
     /// Not at this level: `VM_FAULT_FALLBACK`, the core retries with 4 KiB faults.
     Fallback,
     /// The page is in `vmf->page`, for the core to lock and map ([`Fault::give`]): 0.
-    Given,
+    Given(PageGiven),
 }
 
 impl FaultOutcome {
@@ -154,7 +164,7 @@ impl FaultOutcome {
             Self::Oom => bindings::vm_fault_reason_VM_FAULT_OOM,
             Self::Sigbus => bindings::vm_fault_reason_VM_FAULT_SIGBUS,
             Self::Fallback => bindings::vm_fault_reason_VM_FAULT_FALLBACK,
-            Self::Given => 0,
+            Self::Given(_) => 0,
         }) as bindings::vm_fault_t
     }
 
@@ -277,7 +287,7 @@ impl<T: FaultHandler> VmOps<T> {
     ///
     /// # Safety
     ///
-    /// `vmf` must be the valid fault of a VMA whose ops are `TABLE` or `HUGE_TABLE`, and
+    /// `vmf` must be the valid fault of a VMA whose ops are one of this type's tables, and
     /// the returned references are used only during that fault.
     /// `order` is what the core asks for: 0 from `fault`, the PMD's or the PUD's order from
     /// `huge_fault`.
@@ -339,7 +349,13 @@ impl<T: FaultHandler> VmOps<T> {
     unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
         // SAFETY: as this function's own requirements.
         let (handler, vma, fault) = unsafe { Self::unpack(vmf, 0) };
-        handler.fault(vma, &fault).into_raw()
+        match handler.fault(vma, &fault) {
+            // A 4 KiB fault has nothing smaller to fall back to: x86's fault path `BUG()`s
+            // on `VM_FAULT_FALLBACK` from here.
+            FaultOutcome::Fallback => FaultOutcome::Sigbus,
+            outcome => outcome,
+        }
+        .into_raw()
     }
 
     /// # Safety
@@ -357,7 +373,12 @@ impl<T: FaultHandler> VmOps<T> {
             vmf,
             _fault: PhantomData,
         });
-        handler.pmd_fault(&fault, pmd.as_ref()).into_raw()
+        match handler.pmd_fault(&fault, pmd.as_ref()) {
+            // Nothing to give at this level (`give` refuses it): the core reads no page.
+            FaultOutcome::Given(_) => FaultOutcome::Fallback,
+            outcome => outcome,
+        }
+        .into_raw()
     }
 
     /// Fault-around: maps pages that are "readily available" near a read fault, under RCU.
