@@ -40,8 +40,10 @@ modules:
 	$(KBUILD) modules
 modules_install:
 	$(KBUILD) modules_install
+# kbuild's clean leaves the bitcode of CONFIG_RUST_INLINE_HELPERS behind.
 clean:
 	$(KBUILD) clean
+	rm -f *.bc
 rust-analyzer:
 	$(KBUILD) rust-analyzer
 else
