@@ -5,7 +5,8 @@
 # from the JSON by scripts/plot_bench.py). ARGS as in 'pfdemo bench --help', e.g. --mib 256
 # --reps 7; without ARGS, every set runs (the modes, the ablation, the prefault sweep, the
 # fault loops) at 64 MiB, in about 6 to 12 minutes. The VM gets 4 GiB by default (VM_MEM) so
-# that 512 MiB fits for every mode.
+# that 512 MiB fits for every mode. FLAVOUR=debian make bench: the same on Debian's own
+# kernel, kept in bench/debian/ and in BENCHMARKS.md's debian part.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 export VM_MEM=${VM_MEM:-4G}
@@ -19,11 +20,19 @@ export VM_TIMEOUT=${VM_TIMEOUT:-2400}
 say "bench: pfdemo bench ${*:-(every set, 64 MiB)}; progress below, one line per measurement"
 RPD_GUEST_ARGS="$*" "$RPD_TOP/scripts/vm.sh" bench "$log" |
 	sed -u -E 's/\r$//' | grep --line-buffered -vE '^\[ *[0-9]+\.[0-9]+\]|^RPD-|^\{|^ |^\}' || true
-mkdir -p "$RPD_TOP/bench"
+# The default kernel's run goes to bench/ and BENCHMARKS.md's tables; another flavour's
+# (FLAVOUR=debian) to bench/FLAVOUR/ and the part of BENCHMARKS.md named after it.
+out=bench
+part=()
+if [ "$FLAVOUR" != default ]; then
+	out=bench/$FLAVOUR
+	part=(--part "$FLAVOUR")
+fi
+mkdir -p "$RPD_TOP/$out"
 sed -E 's/\r$//' "$log" | awk '/^RPD-BENCH-JSON-END/{on=0} on {print} /^RPD-BENCH-JSON-BEGIN/{on=1}' \
-	>"$RPD_TOP/bench/results.json"
-[ -s "$RPD_TOP/bench/results.json" ] || die "the benchmark wrote no results; console log kept at $log"
+	>"$RPD_TOP/$out/results.json"
+[ -s "$RPD_TOP/$out/results.json" ] || die "the benchmark wrote no results; console log kept at $log"
 "$RPD_TOP/scripts/in-root.sh" python3 "$RPD_SRC_IN/scripts/plot_bench.py" \
-	"$RPD_SRC_IN/bench/results.json" "$RPD_SRC_IN/bench" --doc "$RPD_SRC_IN/BENCHMARKS.md"
-say "results: bench/results.json; plots: bench/pages-per-second.svg, bench/prefault-sweep.svg;" \
-	"tables: bench/tables.md, also in BENCHMARKS.md"
+	"$RPD_SRC_IN/$out/results.json" "$RPD_SRC_IN/$out" --doc "$RPD_SRC_IN/BENCHMARKS.md" "${part[@]}"
+say "results: $out/results.json; plots: $out/pages-per-second.svg, $out/prefault-sweep.svg;" \
+	"tables: $out/tables.md, also in BENCHMARKS.md"

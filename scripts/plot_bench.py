@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""plot_bench.py RESULTS.json OUTDIR [--doc BENCHMARKS.md]: the figures and tables of a
+"""plot_bench.py RESULTS.json OUTDIR [--doc BENCHMARKS.md [--part FLAVOUR]]: the figures and tables of a
 `pfdemo bench` run, all from its JSON (standard library only):
 
   OUTDIR/pages-per-second.svg   pages per second per mode and thread count (log scale)
@@ -9,16 +9,27 @@
 
 --doc replaces the part of that file between "<!-- tables: begin -->" and
 "<!-- tables: end -->" with tables.md, so the document's tables are those of the run.
+--part NAME (a kernel flavour's run, e.g. debian) uses "<!-- tables NAME: begin -->" and
+"<!-- tables NAME: end -->" instead, and leaves a document without them as it is.
 
 plot_bench.py --self-test [REPO]: checks on a made-up run that every number of the JSON that
 the figures and tables show is in them, and, with REPO, that REPO's bench/ files and its
-BENCHMARKS.md are exactly what its bench/results.json gives."""
+BENCHMARKS.md are exactly what its bench/results.json gives, and the same for each part of
+BENCHMARKS.md named after a flavour, from bench/FLAVOUR/results.json."""
 import json
 import math
 import os
+import re
 import sys
 
 BEGIN, END = "<!-- tables: begin -->", "<!-- tables: end -->"
+
+
+def markers(part=None):
+    """The lines around the tables of the default kernel's run, or of a flavour's."""
+    if part is None:
+        return BEGIN, END
+    return f"<!-- tables {part}: begin -->", f"<!-- tables {part}: end -->"
 COLOURS = ["#4477aa", "#ee6677", "#228833", "#ccbb44"]
 
 
@@ -240,24 +251,29 @@ def outputs(report):
     return out
 
 
-def with_tables(doc, tables_md):
+def with_tables(doc, tables_md, part=None):
     """`doc` with its tables part replaced; an error if it has no such part."""
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"plot_bench: the document has no '{BEGIN}' ... '{END}' part to "
+    begin, end = markers(part)
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"plot_bench: the document has no '{begin}' ... '{end}' part to "
                          "replace: add the two lines where the tables go")
-    head, rest = doc.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{tables_md}{END}{tail}"
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{tables_md}{end}{tail}"
 
 
-def main(src, outdir, doc=None):
+def main(src, outdir, doc=None, part=None):
     report = json.load(open(src))
     os.makedirs(outdir, exist_ok=True)
     for name, text in outputs(report).items():
         open(os.path.join(outdir, name), "w").write(text)
     if doc:
-        text = with_tables(open(doc).read(), outputs(report)["tables.md"])
-        open(doc, "w").write(text)
+        text = open(doc).read()
+        if part is not None and markers(part)[0] not in text:
+            print(f"plot_bench: {doc} has no part for {part}; its tables are in "
+                  f"{os.path.join(outdir, 'tables.md')}")
+            return
+        open(doc, "w").write(with_tables(text, outputs(report)["tables.md"], part))
 
 
 def made_up():
@@ -323,18 +339,27 @@ def self_test(repo=None):
     must(a["effect"]["n"] == 7 and "| 7 |" in md, "ablation pairs missing")
     doc = f"intro\n{BEGIN}\nold\n{END}\nrest\n"
     must(with_tables(doc, md) == f"intro\n{BEGIN}\n{md}{END}\nrest\n", "document splice")
+    b, e = markers("debian")
+    two = f"{doc}{b}\nold\n{e}\n"
+    must(with_tables(two, md, "debian") == f"{doc}{b}\n{md}{e}\n", "a flavour's part")
     if repo:
-        src = os.path.join(repo, "bench", "results.json")
-        report = json.load(open(src))
-        for name, text in outputs(report).items():
-            path = os.path.join(repo, "bench", name)
-            must(os.path.exists(path) and open(path).read() == text,
-                 f"bench/{name} is not what bench/results.json gives: run scripts/plot_bench.py "
-                 "bench/results.json bench --doc BENCHMARKS.md (make bench does)")
         doc = open(os.path.join(repo, "BENCHMARKS.md")).read()
-        must(with_tables(doc, outputs(report)["tables.md"]) == doc,
-             "BENCHMARKS.md's tables are not those of bench/results.json (run make bench, or "
-             "scripts/plot_bench.py bench/results.json bench --doc BENCHMARKS.md)")
+        parts = [None] + sorted(set(re.findall(r"<!-- tables ([a-z]+): begin -->", doc)))
+        for part in parts:
+            where = "bench" if part is None else f"bench/{part}"
+            how = (f"run make bench{'' if part is None else ' FLAVOUR=' + part}, or "
+                   f"scripts/plot_bench.py {where}/results.json {where} --doc BENCHMARKS.md"
+                   f"{'' if part is None else ' --part ' + part}")
+            src = os.path.join(repo, where, "results.json")
+            must(os.path.exists(src), f"BENCHMARKS.md has tables of {where}/results.json, which is missing")
+            report = json.load(open(src))
+            for name, text in outputs(report).items():
+                path = os.path.join(repo, where, name)
+                must(os.path.exists(path) and open(path).read() == text,
+                     f"{where}/{name} is not what {where}/results.json gives: {how}")
+            must(with_tables(doc, outputs(report)["tables.md"], part) == doc,
+                 f"BENCHMARKS.md's tables{'' if part is None else ' for ' + part} are not those "
+                 f"of {where}/results.json: {how}")
     print("plot_bench self-test: ok")
 
 
@@ -346,5 +371,7 @@ if __name__ == "__main__":
         main(args[0], args[1])
     elif len(args) == 4 and args[2] == "--doc":
         main(args[0], args[1], args[3])
+    elif len(args) == 6 and args[2] == "--doc" and args[4] == "--part":
+        main(args[0], args[1], args[3], args[5])
     else:
         raise SystemExit(__doc__)
