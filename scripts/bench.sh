@@ -6,7 +6,8 @@
 # --reps 7; without ARGS, every set runs (the modes, the ablation, the prefault sweep, the
 # fault loops) at 64 MiB, in about 6 to 12 minutes. The VM gets 4 GiB by default (VM_MEM) so
 # that 512 MiB fits for every mode. FLAVOUR=debian make bench: the same on Debian's own
-# kernel, kept in bench/debian/ and in BENCHMARKS.md's debian part.
+# kernel, kept in bench/debian/ and in BENCHMARKS.md's debian part (any other flavour: in
+# bench/FLAVOUR/, and in BENCHMARKS.md only if it has a part of that name).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 export VM_MEM=${VM_MEM:-4G}
@@ -21,7 +22,7 @@ say "bench: pfdemo bench ${*:-(every set, 64 MiB)}; progress below, one line per
 RPD_GUEST_ARGS="$*" "$RPD_TOP/scripts/vm.sh" bench "$log" |
 	sed -u -E 's/\r$//' | grep --line-buffered -vE '^\[ *[0-9]+\.[0-9]+\]|^RPD-|^\{|^ |^\}' || true
 # The default kernel's run goes to bench/ and BENCHMARKS.md's tables; another flavour's
-# (FLAVOUR=debian) to bench/FLAVOUR/ and the part of BENCHMARKS.md named after it.
+# to bench/FLAVOUR/ and the part of BENCHMARKS.md named after it, if there is one.
 out=bench
 part=()
 if [ "$FLAVOUR" != default ]; then
@@ -35,4 +36,4 @@ sed -E 's/\r$//' "$log" | awk '/^RPD-BENCH-JSON-END/{on=0} on {print} /^RPD-BENC
 "$RPD_TOP/scripts/in-root.sh" python3 "$RPD_SRC_IN/scripts/plot_bench.py" \
 	"$RPD_SRC_IN/$out/results.json" "$RPD_SRC_IN/$out" --doc "$RPD_SRC_IN/BENCHMARKS.md" "${part[@]}"
 say "results: $out/results.json; plots: $out/pages-per-second.svg, $out/prefault-sweep.svg;" \
-	"tables: $out/tables.md, also in BENCHMARKS.md"
+	"tables: $out/tables.md (and in BENCHMARKS.md where it has a part for them)"

@@ -344,7 +344,7 @@ def self_test(repo=None):
     must(with_tables(two, md, "debian") == f"{doc}{b}\n{md}{e}\n", "a flavour's part")
     if repo:
         doc = open(os.path.join(repo, "BENCHMARKS.md")).read()
-        parts = [None] + sorted(set(re.findall(r"<!-- tables ([a-z]+): begin -->", doc)))
+        parts = [None] + sorted(set(re.findall(r"<!-- tables ([^:\s]+): begin -->", doc)))
         for part in parts:
             where = "bench" if part is None else f"bench/{part}"
             how = (f"run make bench{'' if part is None else ' FLAVOUR=' + part}, or "

@@ -49,9 +49,11 @@ check "docs/walk.svg is scripts/walk_svg.py's drawing of docs/walk-tour.json" "$
 	python3 $RPD_SRC_IN/scripts/walk_svg.py --check $RPD_SRC_IN/docs/walk-tour.json $RPD_SRC_IN/docs/walk.svg >/dev/null"
 check "make bench's plots and tables (bench/, BENCHMARKS.md) carry the numbers of bench/results.json" \
 	"$RPD_TOP/scripts/in-root.sh" python3 "$RPD_SRC_IN/scripts/plot_bench.py" --self-test "$RPD_SRC_IN"
-# BENCHMARKS.md's measure of what the promises cost is a patch of the module: it must keep applying.
+# BENCHMARKS.md's measure of what the promises cost is a patch of the module: it must keep
+# applying. The ceiling keeps git from taking an enclosing repository for this tree's, where
+# it would skip every file of the patch and succeed.
 check "bench/no-bookkeeping.patch (BENCHMARKS.md's experiment) applies to this tree" \
-	git -C "$RPD_TOP" apply --check bench/no-bookkeeping.patch
+	env GIT_CEILING_DIRECTORIES="$(dirname "$RPD_TOP")" git -C "$RPD_TOP" apply --check bench/no-bookkeeping.patch
 # Clippy's findings are rustc-style diagnostics: "warning: ..." or "error[E0425]: ..." with a
 # "--> file.rs:LINE:COL" line after. Other lines starting with "warning:" (kbuild's notes,
 # such as a pahole version that differs from the kernel's) are not the linter's.
