@@ -62,5 +62,13 @@ pub fn open_burst(want: u64, tries: u64, counts: &Counts) -> std::io::Result<()>
         }
     }
     counts.open_nomem.fetch_add(got, Relaxed);
-    std::fs::write("/proc/thread-self/make-it-fail", "0")
+    // Turning injection off opens the proc file, an allocation that the injection still on
+    // for this thread may fail: try again until it takes.
+    let mut refused = 0;
+    loop {
+        match std::fs::write("/proc/thread-self/make-it-fail", "0") {
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && refused < 1000 => refused += 1,
+            done => return done,
+        }
+    }
 }
