@@ -8,6 +8,7 @@
 #   make run | test | test-debug | bench   the demo, the tests (default / debug kernel),
 #                                          the benchmark
 #   make profile                           where the fault paths spend their time
+#   make bench ICOUNT=1 (or profile)       the same, the guest's clock counting instructions
 #
 # Without KDIR the build runs inside the project's build root (see scripts/),
 # because a Rust module must be built by the same rustc as its kernel.
@@ -15,7 +16,7 @@
 KDIR ?=
 LLVM ?= 1
 FLAVOUR ?= default
-export FLAVOUR CLIPPY TEST_FLAVOURS
+export FLAVOUR CLIPPY TEST_FLAVOURS ICOUNT
 
 ifneq ($(KDIR),)
 # The tree's own configuration says which compiler built it, and so what LLVM must be:

@@ -7,7 +7,10 @@
 # fault loops) at 64 MiB, in about 6 to 12 minutes. The VM gets 4 GiB by default (VM_MEM) so
 # that 512 MiB fits for every mode. FLAVOUR=debian make bench: the same on Debian's own
 # kernel, kept in bench/debian/ and in BENCHMARKS.md's debian part (any other flavour: in
-# bench/FLAVOUR/, and in BENCHMARKS.md only if it has a part of that name).
+# bench/FLAVOUR/, and in BENCHMARKS.md only if it has a part of that name). ICOUNT=1 make
+# bench: the guest's clock counts instructions (scripts/vm.sh), so every figure is a path
+# length; one thread unless ARGS say otherwise (two vCPUs' instructions add up on that clock);
+# kept in bench/icount/ (bench/FLAVOUR-icount/) and BENCHMARKS.md's part of that name.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 export VM_MEM=${VM_MEM:-4G}
@@ -18,16 +21,27 @@ export VM_MEM=${VM_MEM:-4G}
 log=$RPD_LOGS/bench.log
 # The whole run under TCG: boot, the modes, the ablation, the sweep, the loops.
 export VM_TIMEOUT=${VM_TIMEOUT:-2400}
-say "bench: pfdemo bench ${*:-(every set, 64 MiB)}; progress below, one line per measurement"
-RPD_GUEST_ARGS="$*" "$RPD_TOP/scripts/vm.sh" bench "$log" |
+args=("$@")
+if [ "${ICOUNT:-0}" = 1 ]; then
+	# Counting instructions is slower than TCG alone: more time for the same run.
+	VM_TIMEOUT=$((VM_TIMEOUT * 2))
+	[ $# -gt 0 ] || args=(--threads 1)
+	args=(--icount "${args[@]}")
+fi
+say "bench: pfdemo bench ${args[*]:-(every set, 64 MiB)}; progress below, one line per measurement"
+RPD_GUEST_ARGS="${args[*]}" "$RPD_TOP/scripts/vm.sh" bench "$log" |
 	sed -u -E 's/\r$//' | grep --line-buffered -vE '^\[ *[0-9]+\.[0-9]+\]|^RPD-|^\{|^ |^\}' || true
 # The default kernel's run goes to bench/ and BENCHMARKS.md's tables; another flavour's
-# to bench/FLAVOUR/ and the part of BENCHMARKS.md named after it, if there is one.
+# to bench/FLAVOUR/ and the part of BENCHMARKS.md named after it, if there is one; a run
+# that counts instructions to bench/icount/ or bench/FLAVOUR-icount/, and that part.
+name=
+[ "$FLAVOUR" = default ] || name=$FLAVOUR
+[ "${ICOUNT:-0}" != 1 ] || name=${name:+$name-}icount
 out=bench
 part=()
-if [ "$FLAVOUR" != default ]; then
-	out=bench/$FLAVOUR
-	part=(--part "$FLAVOUR")
+if [ -n "$name" ]; then
+	out=bench/$name
+	part=(--part "$name")
 fi
 mkdir -p "$RPD_TOP/$out"
 sed -E 's/\r$//' "$log" | awk '/^RPD-BENCH-JSON-END/{on=0} on {print} /^RPD-BENCH-JSON-BEGIN/{on=1}' \

@@ -23,6 +23,8 @@ import re
 import sys
 
 BEGIN, END = "<!-- tables: begin -->", "<!-- tables: end -->"
+# What a "second" of a run under QEMU's -icount shift=0 is.
+ICOUNT_SECOND = "10⁹ guest instructions"
 
 
 def markers(part=None):
@@ -72,7 +74,10 @@ def tables(r):
              f"{r['reps']} to {r['max_reps']} repetitions (more where a deciding 95% interval "
              f"was wider than {r['ci_width'] * 100:.0f}%), bootstrap seed {r['seed']}"
              + (f", module parameters {' '.join(r['params'])}" if r["params"] else "") + ". "
-             "Ratios: median of per-repetition paired ratios [95% bootstrap interval]; "
+             + ("The guest's clock counted instructions (QEMU -icount shift=0): every ns "
+                "below is one guest instruction, of all vCPUs together, and pages/s is pages "
+                "per 10⁹ instructions. " if r.get("icount") else "")
+             + "Ratios: median of per-repetition paired ratios [95% bootstrap interval]; "
              "CPU time: user and system per page, all threads."]
     if r["rows"]:
         parts.append(table(
@@ -165,7 +170,8 @@ def bars(r):
     def y(v):
         return top + plot_h * (1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
 
-    out = svg_open(width, height, f'Pages per second ({r["bytes"] >> 20} MiB, median of '
+    out = svg_open(width, height, f'Pages per {ICOUNT_SECOND if r.get("icount") else "second"} '
+                   f'({r["bytes"] >> 20} MiB, median of '
                    f'{r["reps"]} to {r["max_reps"]}, kernel {r["kernel"]}, {r["clocksource"]})')
     out += grid(lo, hi, y, left, width - 20, "black")
     group = (width - left - 20) / len(modes)
@@ -208,7 +214,8 @@ def sweep_plot(r):
     def ylog(v, lo, hi):
         return top + ph * (1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
 
-    out = svg_open(width, height, f'device: pages per second and faults per page against prefault K '
+    out = svg_open(width, height, f'device: pages per {ICOUNT_SECOND if r.get("icount") else "second"} '
+                   'and faults per page against prefault K '
                    f'({r["bytes"] >> 20} MiB, 1 thread, median of {r["reps"]})')
     out += grid(plo, phi, lambda v: ylog(v, plo, phi), left, left + pw, COLOURS[0])
     d = flo
@@ -342,12 +349,16 @@ def self_test(repo=None):
     b, e = markers("debian")
     two = f"{doc}{b}\nold\n{e}\n"
     must(with_tables(two, md, "debian") == f"{doc}{b}\n{md}{e}\n", "a flavour's part")
+    must("instruction" not in md, "a timed run's tables speak of instructions")
+    must("one guest instruction" in tables(dict(r, icount=True)), "an icount run's tables do not say what ns means")
     if repo:
         doc = open(os.path.join(repo, "BENCHMARKS.md")).read()
         parts = [None] + sorted(set(re.findall(r"<!-- tables ([^:\s]+): begin -->", doc)))
         for part in parts:
             where = "bench" if part is None else f"bench/{part}"
-            how = (f"run make bench{'' if part is None else ' FLAVOUR=' + part}, or "
+            flavour = None if part is None else part.removesuffix("icount").rstrip("-") or None
+            how = (f"run make bench{'' if flavour is None else ' FLAVOUR=' + flavour}"
+                   f"{' ICOUNT=1' if part and part.endswith('icount') else ''}, or "
                    f"scripts/plot_bench.py {where}/results.json {where} --doc BENCHMARKS.md"
                    f"{'' if part is None else ' --part ' + part}")
             src = os.path.join(repo, where, "results.json")

@@ -4,7 +4,8 @@
 # MODE is the guest's rpd.mode (test, demo, bench, profile, exec, shell). Non-interactive modes print the
 # console to stdout and to LOG, enforce a hard timeout ($VM_TIMEOUT s), and exit with the
 # guest's status, read from its "RPD-EXIT=<n>" line. TCG by default; RPD_KVM=1 uses KVM
-# (nested KVM hangs at boot on some hosts, hence opt-in).
+# (nested KVM hangs at boot on some hosts, hence opt-in); ICOUNT=1 makes the guest's clock
+# count instructions (below).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 mode=${1:?usage: vm.sh MODE [LOG]}
@@ -26,7 +27,15 @@ initrd=$(initramfs_in "$FLAVOUR").cpio
 accel=(-accel tcg -cpu "${VM_CPU:-max,la57=off,erms=off,fsrm=off}")
 if [ "${RPD_KVM:-0}" = 1 ]; then
 	[ -c /dev/kvm ] || die "RPD_KVM=1 but /dev/kvm is missing" "Unset RPD_KVM to use TCG."
+	[ "${ICOUNT:-0}" = 1 ] && die "ICOUNT=1 counts instructions under TCG; KVM has no such clock" "Unset RPD_KVM or ICOUNT."
 	accel=(-accel kvm -cpu host)
+fi
+# ICOUNT=1: the guest's clock counts its instructions, one per ns (shift=0), and jumps over
+# idle time to the next timer (sleep=off), so a time measured in the guest is a path length,
+# the same however busy the host is. QEMU then runs the vCPUs in turns on one host thread,
+# and adds the instructions of all of them to the one clock.
+if [ "${ICOUNT:-0}" = 1 ]; then
+	accel+=(-icount shift=0,sleep=off)
 fi
 # log_buf_len: the whole kernel log of a test run (the debug kernel's is long) must survive in
 # the printk buffer until the guest dumps it at the end, where the host scans it for reports.
@@ -52,7 +61,7 @@ if [ "$mode" = shell ]; then
 fi
 
 mkdir -p "$(dirname "$log")"
-say "vm: booting $FLAVOUR kernel, mode $mode, $cpus vCPUs, $mem ($([ "${RPD_KVM:-0}" = 1 ] && echo KVM || echo TCG)), timeout ${timeout}s"
+say "vm: booting $FLAVOUR kernel, mode $mode, $cpus vCPUs, $mem ($([ "${RPD_KVM:-0}" = 1 ] && echo KVM || echo TCG)$([ "${ICOUNT:-0}" = 1 ] && echo ', clock counting instructions')), timeout ${timeout}s"
 rc=0
 timeout -k 10 "$timeout" "$RPD_TOP/scripts/in-root.sh" "${qemu[@]}" -display none -serial stdio \
 	-append "$append" </dev/null | tee "$log" || rc=$?

@@ -95,6 +95,11 @@ pub struct Args {
     /// Repetitions of each fault loop.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub loop_reps: u64,
+    /// Say in the report that the VM's clock counts the guest's instructions (QEMU's
+    /// `-icount shift=0`, as `make bench ICOUNT=1` runs it): every time is then a path length,
+    /// one instruction per ns, of all vCPUs together.
+    #[arg(long)]
+    pub icount: bool,
 }
 
 /// The parts of a run.
@@ -327,6 +332,7 @@ pub fn run(args: Args) -> Res {
         kernel: read_trim("/proc/sys/kernel/osrelease"),
         clocksource,
         clock_resolution_ns: resolution,
+        icount: args.icount,
         vcpus,
         bytes,
         reps: args.reps,

@@ -154,6 +154,8 @@ pub struct Report {
     pub kernel: String,
     pub clocksource: String,
     pub clock_resolution_ns: f64,
+    /// The clock counted instructions, not time (`--icount`).
+    pub icount: bool,
     pub vcpus: usize,
     pub bytes: usize,
     pub reps: u64,
@@ -205,6 +207,9 @@ pub fn print_table(r: &Report) {
         r.max_reps,
         r.thp
     );
+    if r.icount {
+        println!("icount: every ns below is one guest instruction (QEMU -icount shift=0)");
+    }
     if !r.rows.is_empty() {
         println!("ratios: median of paired ratios [95% bootstrap interval]");
         println!(
