@@ -225,8 +225,9 @@ def sweep_plot(r):
     for k in ks:
         out.append(f'<text x="{x(k):.1f}" y="{top + ph + 18}" text-anchor="middle">{k}</text>')
     out.append(f'<text x="{left + pw / 2}" y="{top + ph + 40}" text-anchor="middle">pages per fault (prefault K)</text>')
-    out.append(f'<text x="{left}" y="{height - 10}" fill="{COLOURS[0]}">● pages/s (left)</text>')
-    out.append(f'<text x="{left + 160}" y="{height - 10}" fill="{COLOURS[1]}">■ faults/page (right, the kernel\'s count)</text>')
+    rate = "pages per 10⁹ instructions" if r.get("icount") else "pages/s"
+    out.append(f'<text x="{left}" y="{height - 10}" fill="{COLOURS[0]}">● {rate} (left)</text>')
+    out.append(f'<text x="{left + 250}" y="{height - 10}" fill="{COLOURS[1]}">■ faults/page (right, the kernel\'s count)</text>')
     if anon:
         ya = ylog(anon, plo, phi)
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{ya:.1f}" y2="{ya:.1f}" stroke="{COLOURS[2]}" stroke-dasharray="6,4">'
