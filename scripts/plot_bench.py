@@ -9,13 +9,14 @@
 
 --doc replaces the part of that file between "<!-- tables: begin -->" and
 "<!-- tables: end -->" with tables.md, so the document's tables are those of the run.
---part NAME (a kernel flavour's run, e.g. debian) uses "<!-- tables NAME: begin -->" and
-"<!-- tables NAME: end -->" instead, and leaves a document without them as it is.
+--part NAME (a kernel flavour's run, e.g. debian, or a run counting instructions, icount or
+FLAVOUR-icount) uses "<!-- tables NAME: begin -->" and "<!-- tables NAME: end -->" instead,
+and leaves a document without them as it is.
 
 plot_bench.py --self-test [REPO]: checks on a made-up run that every number of the JSON that
 the figures and tables show is in them, and, with REPO, that REPO's bench/ files and its
 BENCHMARKS.md are exactly what its bench/results.json gives, and the same for each part of
-BENCHMARKS.md named after a flavour, from bench/FLAVOUR/results.json."""
+BENCHMARKS.md named after a flavour or an icount run, from bench/NAME/results.json."""
 import json
 import math
 import os
@@ -357,7 +358,7 @@ def self_test(repo=None):
         parts = [None] + sorted(set(re.findall(r"<!-- tables ([^:\s]+): begin -->", doc)))
         for part in parts:
             where = "bench" if part is None else f"bench/{part}"
-            flavour = None if part is None else part.removesuffix("icount").rstrip("-") or None
+            flavour = None if part in (None, "icount") else part.removesuffix("-icount")
             how = (f"run make bench{'' if flavour is None else ' FLAVOUR=' + flavour}"
                    f"{' ICOUNT=1' if part and part.endswith('icount') else ''}, or "
                    f"scripts/plot_bench.py {where}/results.json {where} --doc BENCHMARKS.md"

@@ -33,7 +33,8 @@ fi
 # ICOUNT=1: the guest's clock counts its instructions, one per ns (shift=0), and jumps over
 # idle time to the next timer (sleep=off), so a time measured in the guest is a path length,
 # the same however busy the host is. QEMU then runs the vCPUs in turns on one host thread,
-# and adds the instructions of all of them to the one clock.
+# and adds the instructions of all of them to the one clock. (QEMU's own manual long had
+# sleep=on and sleep=off the wrong way round: off is the one that jumps.)
 if [ "${ICOUNT:-0}" = 1 ]; then
 	accel+=(-icount shift=0,sleep=off)
 fi
