@@ -127,7 +127,8 @@ impl<const ORDER: u32> FrameTable<ORDER> {
     ///
     /// However many slots there are, the cap is asked once: that, and the one
     /// `vm_insert_pages` call the caller makes, is what makes a batch cheaper per page than
-    /// single faults. On a shortage, the slots from the first one that could not be filled may
+    /// single faults. With `blocks`, the new frames are allocated in blocks of several pages
+    /// ([`vm::FrameSource`]), which saves the page allocator's work per call too. On a shortage, the slots from the first one that could not be filled may
     /// stay empty. `trace` gets the time of each part and the frames allocated.
     pub(crate) fn fill<'a>(
         &'a self,
@@ -135,6 +136,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         stats: &Stats,
         start: usize,
         slots: &mut [Option<vm::FrameRef<'a, ORDER>>],
+        blocks: bool,
         trace: &mut Trace,
     ) -> Result<(), Shortage> {
         for (i, slot) in slots.iter_mut().enumerate() {
@@ -146,12 +148,14 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         }
         let reservation = budget.reserve(missing << ORDER).ok_or(Shortage::Cap)?;
         trace.reserved();
+        // Dropped at the end, with the pages of its last block that no slot took.
+        let mut source = vm::FrameSource::new(missing, blocks);
         let (mut stored, mut discarded, mut result) = (0, 0, Ok(()));
         for (i, slot) in slots.iter_mut().enumerate() {
             if slot.is_some() {
                 continue;
             }
-            let frame = match vm::Frame::alloc_zeroed() {
+            let frame = match source.next() {
                 Ok(frame) => frame,
                 Err(_) => {
                     result = Err(Self::alloc_failed());
@@ -276,59 +280,73 @@ mod tests {
 
     #[test]
     fn fill_keeps_existing_frames_and_allocates_the_rest() -> Result {
-        let t = Bench::<0>::new(16)?;
-        let known = t.frame(2)?.pfn();
-        let mut slots = [None; 4];
-        t.table
-            .fill(
-                &t.budget,
-                &t.stats,
-                0,
-                &mut slots,
-                &mut Trace::begin(false, false),
-            )
-            .map_err(|_| ENOMEM)?;
-        assert!(slots.iter().all(|slot| slot.is_some()));
-        assert_eq!(slots[2].map(|f| f.pfn()), Some(known));
-        assert_eq!(t.table.pages(), 4);
-        assert_eq!(t.budget.live(), 4);
-        assert_eq!(t.stats.get(Counter::FramesAllocated), 4);
+        // One allocation per frame, and blocks: 13 missing frames are blocks of 8, 4 and 1.
+        for blocks in [false, true] {
+            let t = Bench::<0>::new(16)?;
+            let known = t.frame(2)?.pfn();
+            let mut slots = [None; 14];
+            t.table
+                .fill(
+                    &t.budget,
+                    &t.stats,
+                    0,
+                    &mut slots,
+                    blocks,
+                    &mut Trace::begin(false, false),
+                )
+                .map_err(|_| ENOMEM)?;
+            assert!(slots.iter().all(|slot| slot.is_some()));
+            assert_eq!(slots[2].map(|f| f.pfn()), Some(known));
+            // Fourteen different frames, each in the table as the slot says.
+            for (i, slot) in slots.iter().enumerate() {
+                let pfn = slot.map(|f| f.pfn());
+                assert_eq!(t.table.get(i).map(|f| f.pfn()), pfn);
+                assert!(slots[..i].iter().all(|other| other.map(|f| f.pfn()) != pfn));
+            }
+            assert_eq!(t.table.pages(), 14);
+            assert_eq!(t.budget.live(), 14);
+            assert_eq!(t.stats.get(Counter::FramesAllocated), 14);
+        }
         Ok(())
     }
 
     #[test]
     fn fill_stops_at_the_cap() -> Result {
-        let t = Bench::<0>::new(3)?;
-        let mut slots = [None; 5];
-        // Five new frames do not fit under a cap of three: none is allocated.
-        assert!(matches!(
-            t.table.fill(
-                &t.budget,
-                &t.stats,
-                0,
-                &mut slots,
-                &mut Trace::begin(false, false)
-            ),
-            Err(Shortage::Cap)
-        ));
-        assert!(slots.iter().all(|slot| slot.is_none()));
-        assert_eq!((t.table.pages(), t.budget.live()), (0, 0));
-        // Three do, and a fourth single frame does not.
-        t.table
-            .fill(
-                &t.budget,
-                &t.stats,
-                0,
-                &mut slots[..3],
-                &mut Trace::begin(false, false),
-            )
-            .map_err(|_| ENOMEM)?;
-        assert!(matches!(
+        for blocks in [false, true] {
+            let t = Bench::<0>::new(3)?;
+            let mut slots = [None; 5];
+            // Five new frames do not fit under a cap of three: none is allocated.
+            assert!(matches!(
+                t.table.fill(
+                    &t.budget,
+                    &t.stats,
+                    0,
+                    &mut slots,
+                    blocks,
+                    &mut Trace::begin(false, false)
+                ),
+                Err(Shortage::Cap)
+            ));
+            assert!(slots.iter().all(|slot| slot.is_none()));
+            assert_eq!((t.table.pages(), t.budget.live()), (0, 0));
+            // Three do, and a fourth single frame does not.
             t.table
-                .frame(&t.budget, &t.stats, 3, &mut Trace::begin(false, false)),
-            Err(Shortage::Cap)
-        ));
-        assert_eq!((t.table.pages(), t.budget.live()), (3, 3));
+                .fill(
+                    &t.budget,
+                    &t.stats,
+                    0,
+                    &mut slots[..3],
+                    blocks,
+                    &mut Trace::begin(false, false),
+                )
+                .map_err(|_| ENOMEM)?;
+            assert!(matches!(
+                t.table
+                    .frame(&t.budget, &t.stats, 3, &mut Trace::begin(false, false)),
+                Err(Shortage::Cap)
+            ));
+            assert_eq!((t.table.pages(), t.budget.live()), (3, 3));
+        }
         Ok(())
     }
 

@@ -32,6 +32,9 @@ pub(crate) struct Switches {
     /// file's page-cache page, instead of mapping it here with `vm_insert_page`, which walks
     /// the page tables again from the top.
     pub(crate) return_page: bool,
+    /// Allocate the new frames of a prefault batch in blocks of up to 8 pages, each split
+    /// into single pages (`alloc_blocks=1`), instead of one allocation per frame.
+    pub(crate) alloc_blocks: bool,
 }
 
 impl Switches {
@@ -41,6 +44,7 @@ impl Switches {
         latency: 1,
         insert_pages: false,
         return_page: false,
+        alloc_blocks: true,
     };
 }
 

@@ -149,6 +149,10 @@ module! {
             default: false,
             description: "Return the page in vmf->page for the core to map, not vm_insert_page (a switch)",
         },
+        alloc_blocks: bool {
+            default: true,
+            description: "Allocate a prefault batch's frames in blocks of up to 8 pages (a switch)",
+        },
         events: bool {
             default: false,
             description: "Record every handler call in debugfs events/ from load on (events/enable switches it)",
@@ -196,6 +200,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
                 latency: module_parameters::latency.value(),
                 insert_pages: module_parameters::insert_pages.value(),
                 return_page: module_parameters::return_page.value(),
+                alloc_blocks: module_parameters::alloc_blocks.value(),
             },
             ..limits
         });
@@ -207,7 +212,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
                 unsafe { instance::init_instances() };
                 pr_info!(
                     "max_pages={} max_total_pages={} prefault={} huge={} map_pages={} \
-                     latency={} insert_pages={} return_page={} events={}\n",
+                     latency={} insert_pages={} return_page={} alloc_blocks={} events={}\n",
                     limits.max_pages,
                     limits.max_total_pages,
                     limits.prefault,
@@ -216,6 +221,7 @@ impl kernel::InPlaceModule for PagefaultDemo {
                     limits.switches.latency,
                     limits.switches.insert_pages,
                     limits.switches.return_page,
+                    limits.switches.alloc_blocks,
                     module_parameters::events.value()
                 );
                 RECORDER.switch_on(module_parameters::events.value());

@@ -217,6 +217,7 @@ impl Stats {
         writeln!(f, "latency {}", limits.switches.latency)?;
         writeln!(f, "insert_pages {}", u8::from(limits.switches.insert_pages))?;
         writeln!(f, "return_page {}", u8::from(limits.switches.return_page))?;
+        writeln!(f, "alloc_blocks {}", u8::from(limits.switches.alloc_blocks))?;
         writeln!(f, "events {}", u8::from(events))
     }
 
@@ -324,7 +325,7 @@ mod tests {
               open_nomem 0\nmmap_refused 0\nprefaulted 0\nhuge_faults 0\nhuge_fallbacks 0\n\
               events_recorded 0\nevents_lost 0\nhandler_ns 0\n\
               frames_live 1\nmetadata_bytes 4096\nmax_total_pages 9\nprefault 1\nhuge 0\n\
-              map_pages 1\nlatency 1\ninsert_pages 0\nreturn_page 0\nevents 0\n"
+              map_pages 1\nlatency 1\ninsert_pages 0\nreturn_page 0\nalloc_blocks 1\nevents 0\n"
         );
         Ok(())
     }

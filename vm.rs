@@ -45,7 +45,8 @@ pub(crate) use fault::{
 };
 pub(crate) use frame::{
     Frame,
-    FrameRef, //
+    FrameRef,
+    FrameSource, //
 };
 pub(crate) use insert::{
     insert_subpage,

@@ -231,9 +231,14 @@ impl Instance {
             let n = (count - done).min(slots.len());
             trace.mapped_before_more();
             // Best effort: a shortage ends the prefault at the first page it left empty.
-            let _ = self
-                .small
-                .fill(&BUDGET, &STATS, pgoff + done, &mut slots[..n], trace);
+            let _ = self.small.fill(
+                &BUDGET,
+                &STATS,
+                pgoff + done,
+                &mut slots[..n],
+                self.switches.alloc_blocks,
+                trace,
+            );
             let filled = slots[..n].iter().take_while(|slot| slot.is_some()).count();
             for frame in slots[..filled].iter().flatten() {
                 batch.push(&frame.page());

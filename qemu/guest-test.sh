@@ -3,13 +3,16 @@
 # show even if the guest dies), keeping the tests' own lines whole; the full kernel log,
 # with the KUnit KTAP output of every module load and any report (BUG, WARNING, KASAN,
 # lockdep, kmemleak), is printed at the end between RPD-DMESG markers for the host to parse.
-# The end-to-end tests run six times: with the default parameters, with prefault=16 (each
-# fault maps 16 pages) and the flight recorder on from the load (events=1: every group
-# then faults through the recording path), with huge=1 (2 MiB frames), and with the fault path's switches
+# The end-to-end tests run seven times: with the default parameters, with prefault=16 (each
+# fault maps 16 pages, whose frames come in blocks) and the flight recorder on from the load
+# (events=1: every group then faults through the recording path), with huge=1 (2 MiB
+# frames), and with the fault path's switches
 # flipped (issue 16): map_pages=0 (faults retried under the mmap lock), insert_pages=1
 # (vm_insert_pages for one page) and latency=0 (no clock) on the 4 KiB path, and
 # map_pages=0 with latency=7 (every 7th call timed) on the 2 MiB path, and return_page=1 (the
-# core maps the handler's page) with latency=16; they derive their
+# core maps the handler's page) with latency=16, and prefault=7 with alloc_blocks=0 (one
+# allocation per frame of a batch; 7, so that the blocks it no longer uses would have been
+# of 4 and 2 pages); they derive their
 # expected counts from the settings the module prints in its stats file.
 # The tour's chapters (`pfdemo tour all`) run with default, prefault=16 and huge=1, after the tour.
 set -u
@@ -34,7 +37,7 @@ cat /tmp/chapters.out
 echo "RPD-CHAPTERS-JSON-BEGIN"
 pfdemo tour all --check --json || rc=1
 echo "RPD-CHAPTERS-JSON-END"
-for params in "prefault=16 events=1" "huge=1" "map_pages=0 insert_pages=1 latency=0" "huge=1 map_pages=0 latency=7" "return_page=1 latency=16"; do
+for params in "prefault=16 events=1" "huge=1" "map_pages=0 insert_pages=1 latency=0" "huge=1 map_pages=0 latency=7" "return_page=1 latency=16" "prefault=7 alloc_blocks=0"; do
 	step "end-to-end tests with $params"
 	rmmod rust_pagefault_demo && insmod $module $params || { echo "RPD-FAIL: reload"; rc=1; }
 	RPD_PARAMS="$params" pfdemo-e2e || rc=1

@@ -101,11 +101,11 @@ def tables(r):
              for t in r["targets"]]))
     if r["ablation"]:
         parts.append(table(
-            ["switch (against the defaults)", "threads", "pairs", "ns/page default",
+            ["switch (against the defaults)", "mode", "threads", "pairs", "ns/page default",
              "ns/page switched", "pages/s switched / default", "verdict",
              "sys ns/page default → switched", "user ns/page default → switched",
              "faults/page"],
-            [[a["switch"], a["threads"], a["effect"]["n"],
+            [[a["switch"], a.get("mode", "device"), a["threads"], a["effect"]["n"],
               fmt_int(a["default"]["median_ns_per_page"]),
               fmt_int(a["switched"]["median_ns_per_page"]), fmt_ratio(a["effect"]),
               a["verdict"],
@@ -305,7 +305,9 @@ def made_up():
         "targets": [{"what": "device / anon, 1 thread", "goal": 1.0, "measured": iv(0.87, 0.83, 0.91), "verdict": "not met"}],
         "handler_mean_ns": 2240.0, "handler_calls": 81920, "metadata_bytes_per_frame": 8.1,
         "ablation": [{"switch": "map_pages=0", "threads": 2, "default": summary(2500.0), "switched": summary(2811.0, sys_ns=2999.0),
-                      "effect": iv(0.89, 0.85, 0.93, 7), "verdict": "slower"}],
+                      "effect": iv(0.89, 0.85, 0.93, 7), "verdict": "slower"},
+                     {"switch": "alloc_blocks=0", "mode": "device-batch", "threads": 1, "default": summary(1500.0),
+                      "switched": summary(1710.0, faults=1 / 16), "effect": iv(0.88, 0.84, 0.90, 5), "verdict": "slower"}],
         "sweep": [{"prefault": k, "ratio_to_anon": iv(0.9 + k / 100, 0.8 + k / 100, 1.0 + k / 100),
                    **summary(4000.0 / (1 + math.log2(k)), faults=1 / k)} for k in (1, 2, 4, 16, 512)],
         "sweep_anon": summary(3900.0),
@@ -346,6 +348,8 @@ def self_test(repo=None):
         must(cell in md, f"loop table lacks {cell}")
     must("0.98 [0.94, 1.03]" in md and "not met" in md, "scaling or targets missing")
     must(a["effect"]["n"] == 7 and "| 7 |" in md, "ablation pairs missing")
+    must("| map_pages=0 | device | 2 | 7 |" in md and "| alloc_blocks=0 | device-batch | 1 | 5 |" in md,
+         "ablation rows lack the mode they were measured on")
     doc = f"intro\n{BEGIN}\nold\n{END}\nrest\n"
     must(with_tables(doc, md) == f"intro\n{BEGIN}\n{md}{END}\nrest\n", "document splice")
     b, e = markers("debian")

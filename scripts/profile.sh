@@ -11,7 +11,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 export FLAVOUR=profile
-modes=${*:-anon device device-batch device-huge device:map_pages=0 device:latency=0 device:insert_pages=1 device:return_page=1}
+modes=${*:-anon device device-batch device-huge device:map_pages=0 device:latency=0 device:insert_pages=1 device:return_page=1 device-batch:alloc_blocks=0}
 "$RPD_TOP/scripts/kernel.sh" profile
 "$RPD_TOP/scripts/module.sh" modules
 "$RPD_TOP/scripts/user.sh"

@@ -23,8 +23,9 @@ use kernel::{
 ///
 /// # Invariants
 ///
-/// `page` points to the head of an order-`ORDER` allocation from `alloc_pages`, of which
-/// `Frame` owns one reference.
+/// `page` points to the head of an order-`ORDER` allocation from `alloc_pages` (for `ORDER`
+/// 0, possibly one page of a block that `split_page` split), of which `Frame` owns one
+/// reference.
 pub(crate) struct Frame<const ORDER: u32> {
     page: NonNull<bindings::page>,
 }
@@ -53,6 +54,107 @@ impl<const ORDER: u32> Frame<ORDER> {
         Ok(Self {
             page: NonNull::new(page).ok_or(AllocError)?,
         })
+    }
+}
+
+/// The largest block [`FrameSource`] asks for: `PAGE_ALLOC_COSTLY_ORDER` (8 pages), the
+/// largest order the page allocator keeps on its per-CPU free lists, so a block is taken like a
+/// single page, without the zone's lock, and its allocation fails rather than reclaims hard.
+const BLOCK_ORDER: u32 = bindings::PAGE_ALLOC_COSTLY_ORDER;
+
+/// Where a prefault batch's new frames come from: one allocation each, or, for 4 KiB frames
+/// with `blocks`, blocks of up to [`BLOCK_ORDER`] pages from one allocation, split into
+/// independent pages (`split_page`), so the allocator's and the memory cgroup's work per call
+/// (finding the pages, charging them, the allocation hooks) is done once per block. Only the
+/// zeroing stays per page. The pages of a block not handed out are freed when the source drops.
+///
+/// Charging is unchanged: a block is charged as one allocation of its pages to the current
+/// task's memory cgroup, and `split_page` gives each page its share, so each is uncharged on
+/// its own when it is freed. A block that cannot be had (no free block of that order, or not
+/// within the memory cgroup's limit) falls back to smaller ones, down to single pages, which
+/// the allocator tries as hard as [`Frame::alloc_zeroed`] does.
+///
+/// # Invariants
+///
+/// `left` pages starting at `next` are order-0 pages, split from a block, of which the source
+/// owns one reference each, and `wanted` is the number of frames still to be handed out after
+/// those.
+pub(crate) struct FrameSource<const ORDER: u32> {
+    next: *mut bindings::page,
+    left: usize,
+    wanted: usize,
+    blocks: bool,
+}
+
+impl<const ORDER: u32> FrameSource<ORDER> {
+    /// A source for `wanted` frames, in blocks if `blocks` and the frames are 4 KiB.
+    pub(crate) fn new(wanted: usize, blocks: bool) -> Self {
+        // INVARIANT: no block yet.
+        Self {
+            next: core::ptr::null_mut(),
+            left: 0,
+            wanted,
+            blocks: blocks && ORDER == 0,
+        }
+    }
+
+    /// Allocates a block for the frames still wanted: the largest power of two not above
+    /// their number and [`BLOCK_ORDER`], or a smaller one if that cannot be had. Returns
+    /// whether it got one.
+    fn refill(&mut self) -> bool {
+        let mut order = self.wanted.min(1 << BLOCK_ORDER).ilog2();
+        while order > 0 {
+            // Tried once, quietly, and given up on without reclaim or the OOM killer: single
+            // pages are the fallback, with their own, stronger, retries.
+            let flags = bindings::GFP_KERNEL_ACCOUNT
+                | bindings::__GFP_ZERO
+                | bindings::__GFP_NOWARN
+                | (1 << bindings::___GFP_NORETRY_BIT);
+            // SAFETY: `alloc_pages` may sleep with these flags; we are in process context.
+            let page = unsafe { bindings::alloc_pages(flags, order) };
+            if !page.is_null() {
+                // SAFETY: `page` is a new, non-compound order-`order` allocation of which we
+                // own the one reference; `split_page` turns it into `1 << order` order-0
+                // pages with one reference each, and splits the memory cgroup charge too.
+                unsafe { bindings::split_page(page, order) };
+                // INVARIANT: those pages are ours now, and `wanted` counted them before.
+                self.next = page;
+                self.left = 1 << order;
+                self.wanted -= 1 << order;
+                return true;
+            }
+            order -= 1;
+        }
+        false
+    }
+
+    /// The next frame: from the current block, a new one, or an allocation of its own.
+    pub(crate) fn next(&mut self) -> Result<Frame<ORDER>, AllocError> {
+        if self.left == 0 && !(self.blocks && self.wanted > 1 && self.refill()) {
+            self.wanted = self.wanted.saturating_sub(1);
+            return Frame::alloc_zeroed();
+        }
+        let page = self.next;
+        // SAFETY: `left` > 0, so the block's pages run at least one past `page`, within one
+        // allocation (the struct pages of a block are contiguous in the vmemmap).
+        self.next = unsafe { page.add(1) };
+        self.left -= 1;
+        // INVARIANT: the page's reference moves to the frame. `ORDER` is 0 (`blocks` is
+        // false for other orders), so an order-0 page is an order-`ORDER` allocation.
+        Ok(Frame {
+            // SAFETY: a block's pages are non-null.
+            page: unsafe { NonNull::new_unchecked(page) },
+        })
+    }
+}
+
+impl<const ORDER: u32> Drop for FrameSource<ORDER> {
+    fn drop(&mut self) {
+        // The pages of the block not handed out, freed one by one as the frames they were
+        // to become.
+        while self.left > 0 {
+            drop(self.next());
+        }
     }
 }
 
@@ -163,6 +265,88 @@ mod tests {
         assert_eq!(frame.pfn(), direct);
         // SAFETY: `ptr` comes from `into_foreign` above; `frame` is not used any more.
         drop(unsafe { Frame::<ORDER>::from_foreign(ptr) });
+        Ok(())
+    }
+
+    /// The page's reference count, as the allocator keeps it.
+    fn refs(page: *mut bindings::page) -> i32 {
+        // SAFETY: `page` is a live page (the callers hold a reference); `_refcount` is an
+        // atomic, read atomically.
+        unsafe { bindings::atomic_read(&raw const (*page)._refcount) }
+    }
+
+    /// Whether the page's 4 KiB are all zero.
+    fn zeroed(page: *mut bindings::page) -> bool {
+        // SAFETY: `page` is a live page; the mapping is undone right below, on this CPU.
+        let va = unsafe { bindings::kmap_local_page(page) };
+        // SAFETY: `va` maps the page's `PAGE_SIZE` bytes, which nothing else writes meanwhile.
+        let bytes = unsafe { core::slice::from_raw_parts(va.cast::<u8>(), 4096) };
+        let zero = bytes.iter().all(|&b| b == 0);
+        // SAFETY: `va` was mapped just above by `kmap_local_page`.
+        unsafe { bindings::kunmap_local(va) };
+        zero
+    }
+
+    /// Eight frames wanted: one block of eight consecutive zeroed pages (memory is plentiful
+    /// while KUnit runs at boot), each an independent page with one reference, the frame's.
+    #[test]
+    fn a_source_hands_out_a_block_as_independent_zeroed_pages() -> Result {
+        let mut source = FrameSource::<0>::new(8, true);
+        let mut frames = KVec::with_capacity(8, GFP_KERNEL)?;
+        frames.push(source.next()?, GFP_KERNEL)?;
+        // One allocation, of eight pages: seven are left in the source after the first.
+        assert_eq!(source.left, 7);
+        for _ in 1..8 {
+            frames.push(source.next()?, GFP_KERNEL)?;
+        }
+        let first = frames[0].page.as_ptr();
+        for (i, frame) in frames.iter().enumerate() {
+            let page = frame.page.as_ptr();
+            // SAFETY: `first` heads the block of eight the frames came from.
+            assert_eq!(page, unsafe { first.add(i) });
+            assert_eq!(refs(page), 1);
+            assert!(zeroed(page));
+        }
+        Ok(())
+    }
+
+    /// Three of a block of eight handed out, then the source dropped: the other five pages
+    /// lose the reference the source held (a reference taken here shows it), and the three
+    /// keep theirs.
+    #[test]
+    fn a_source_frees_the_pages_it_did_not_hand_out() -> Result {
+        let mut source = FrameSource::<0>::new(8, true);
+        let mut frames = KVec::with_capacity(3, GFP_KERNEL)?;
+        for _ in 0..3 {
+            frames.push(source.next()?, GFP_KERNEL)?;
+        }
+        let first = frames[0].page.as_ptr();
+        // SAFETY: the block's pages are `first..first + 8`, live while the source or a frame
+        // holds them; the source still holds the last five.
+        let rest: [*mut bindings::page; 5] = core::array::from_fn(|i| unsafe { first.add(3 + i) });
+        for &page in &rest {
+            // SAFETY: `page` is live (the source's reference); ours is dropped below.
+            unsafe { bindings::atomic_inc(&raw mut (*page)._refcount) };
+        }
+        drop(source);
+        for &page in &rest {
+            assert_eq!(refs(page), 1);
+            // SAFETY: the reference taken above, the last one: the page is freed.
+            unsafe { bindings::__free_pages(page, 0) };
+        }
+        assert!(frames.iter().all(|frame| refs(frame.page.as_ptr()) == 1));
+        Ok(())
+    }
+
+    /// Without blocks, or for 2 MiB frames, every frame is an allocation of its own.
+    #[test]
+    fn a_source_without_blocks_allocates_each_frame() -> Result {
+        let mut source = FrameSource::<0>::new(4, false);
+        let (a, b) = (source.next()?, source.next()?);
+        assert!(source.left == 0 && refs(a.page.as_ptr()) == 1 && refs(b.page.as_ptr()) == 1);
+        let mut huge = FrameSource::<{ super::super::HUGE_ORDER }>::new(2, true);
+        let frame = huge.next()?;
+        assert!(huge.left == 0 && zeroed(frame.page.as_ptr()));
         Ok(())
     }
 

@@ -99,12 +99,13 @@ impl Stats {
     /// The settings among the `stats` lines, with their defaults, in the order the test
     /// suite's parameter sets name them (`qemu/guest-test.sh`); `max_total_pages`, whose
     /// default depends on the machine, is a setting too (see [`Stats::is_setting`]).
-    pub const SETTINGS: [(&'static str, u64); 7] = [
+    pub const SETTINGS: [(&'static str, u64); 8] = [
         ("prefault", 1),
         ("huge", 0),
         ("map_pages", 1),
         ("insert_pages", 0),
         ("return_page", 0),
+        ("alloc_blocks", 1),
         ("latency", 1),
         ("events", 0),
     ];

@@ -107,6 +107,8 @@ impl Target {
 pub struct AblationRow {
     /// The module parameters that differ from the defaults, e.g. "map_pages=0".
     pub switch: String,
+    /// The mode measured both ways: `device`, or `device-batch` for a batch's switch.
+    pub mode: String,
     pub threads: usize,
     pub default: Summary,
     pub switched: Summary,
