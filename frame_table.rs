@@ -128,8 +128,9 @@ impl<const ORDER: u32> FrameTable<ORDER> {
     /// However many slots there are, the cap is asked once: that, and the one
     /// `vm_insert_pages` call the caller makes, is what makes a batch cheaper per page than
     /// single faults. With `blocks`, the new frames are allocated in blocks of several pages
-    /// ([`vm::FrameSource`]), which saves the page allocator's work per call too. On a shortage, the slots from the first one that could not be filled may
-    /// stay empty. `trace` gets the time of each part and the frames allocated.
+    /// ([`vm::FrameSource`]), which saves the page allocator's work per call too. On a
+    /// shortage, the slots from the first one that could not be filled may stay empty.
+    /// `trace` gets the time of each part and the frames allocated.
     pub(crate) fn fill<'a>(
         &'a self,
         budget: &FrameBudget,
@@ -148,7 +149,8 @@ impl<const ORDER: u32> FrameTable<ORDER> {
         }
         let reservation = budget.reserve(missing << ORDER).ok_or(Shortage::Cap)?;
         trace.reserved();
-        // Dropped at the end, with the pages of its last block that no slot took.
+        // Dropped before the reservation is settled, with the pages of its last block that
+        // no slot took, so that the cap never counts fewer frames than exist.
         let mut source = vm::FrameSource::new(missing, blocks);
         let (mut stored, mut discarded, mut result) = (0, 0, Ok(()));
         for (i, slot) in slots.iter_mut().enumerate() {
@@ -174,6 +176,7 @@ impl<const ORDER: u32> FrameTable<ORDER> {
                 }
             }
         }
+        drop(source);
         trace.allocated(stored as u32);
         // The reservations of the frames that did not go in are given back here.
         reservation.commit(stored << ORDER);
@@ -280,7 +283,8 @@ mod tests {
 
     #[test]
     fn fill_keeps_existing_frames_and_allocates_the_rest() -> Result {
-        // One allocation per frame, and blocks: 13 missing frames are blocks of 8, 4 and 1.
+        // One allocation per frame, and blocks: 13 missing frames are a block of 8, one of 4,
+        // and a frame of its own.
         for blocks in [false, true] {
             let t = Bench::<0>::new(16)?;
             let known = t.frame(2)?.pfn();
@@ -302,6 +306,13 @@ mod tests {
                 let pfn = slot.map(|f| f.pfn());
                 assert_eq!(t.table.get(i).map(|f| f.pfn()), pfn);
                 assert!(slots[..i].iter().all(|other| other.map(|f| f.pfn()) != pfn));
+            }
+            if blocks {
+                // The block of eight went to the first eight empty slots, in order.
+                let pfns = [0, 1, 3, 4, 5, 6, 7, 8].map(|i| slots[i].map(|f| f.pfn()));
+                assert!(pfns
+                    .windows(2)
+                    .all(|w| matches!((w[0], w[1]), (Some(a), Some(b)) if b == a + 1)));
             }
             assert_eq!(t.table.pages(), 14);
             assert_eq!(t.budget.live(), 14);

@@ -58,9 +58,10 @@ impl<const ORDER: u32> Frame<ORDER> {
 }
 
 /// The largest block [`FrameSource`] asks for: `PAGE_ALLOC_COSTLY_ORDER` (8 pages), the
-/// largest order the page allocator keeps on its per-CPU free lists, so a block is taken like a
-/// single page, without the zone's lock, and its allocation fails rather than reclaims hard.
-const BLOCK_ORDER: u32 = bindings::PAGE_ALLOC_COSTLY_ORDER;
+/// largest order the page allocator keeps on its per-CPU free lists for every kind of
+/// allocation (the PMD order is the only larger one, with THP), so a block is usually taken
+/// from this CPU's list, without the zone's lock, as a single page is.
+const BLOCK_ORDER: u32 = super::COSTLY_ORDER;
 
 /// Where a prefault batch's new frames come from: one allocation each, or, for 4 KiB frames
 /// with `blocks`, blocks of up to [`BLOCK_ORDER`] pages from one allocation, split into
@@ -70,47 +71,53 @@ const BLOCK_ORDER: u32 = bindings::PAGE_ALLOC_COSTLY_ORDER;
 ///
 /// Charging is unchanged: a block is charged as one allocation of its pages to the current
 /// task's memory cgroup, and `split_page` gives each page its share, so each is uncharged on
-/// its own when it is freed. A block that cannot be had (no free block of that order, or not
-/// within the memory cgroup's limit) falls back to smaller ones, down to single pages, which
-/// the allocator tries as hard as [`Frame::alloc_zeroed`] does.
+/// its own when it is freed. A block is only taken if it can be had at once: without direct
+/// reclaim or compaction, and without reclaim in the memory cgroup when it is at its limit
+/// (and so never the OOM killer). One that cannot (no free block of that order, or not within
+/// `memory.max`) is tried smaller, and the source asks for nothing larger afterwards, down to
+/// single pages, which the allocator tries as hard as [`Frame::alloc_zeroed`] always does.
 ///
 /// # Invariants
 ///
 /// `left` pages starting at `next` are order-0 pages, split from a block, of which the source
 /// owns one reference each, and `wanted` is the number of frames still to be handed out after
-/// those.
+/// those. `max_order` is at most [`BLOCK_ORDER`], and 0 unless blocks are wanted and the
+/// frames are 4 KiB.
 pub(crate) struct FrameSource<const ORDER: u32> {
     next: *mut bindings::page,
     left: usize,
     wanted: usize,
-    blocks: bool,
+    max_order: u32,
 }
 
 impl<const ORDER: u32> FrameSource<ORDER> {
     /// A source for `wanted` frames, in blocks if `blocks` and the frames are 4 KiB.
     pub(crate) fn new(wanted: usize, blocks: bool) -> Self {
-        // INVARIANT: no block yet.
+        // INVARIANT: no block yet; blocks only of 4 KiB pages.
         Self {
             next: core::ptr::null_mut(),
             left: 0,
             wanted,
-            blocks: blocks && ORDER == 0,
+            max_order: if blocks && ORDER == 0 { BLOCK_ORDER } else { 0 },
         }
     }
 
-    /// Allocates a block for the frames still wanted: the largest power of two not above
-    /// their number and [`BLOCK_ORDER`], or a smaller one if that cannot be had. Returns
-    /// whether it got one.
+    /// Allocates a block for the frames still wanted, which must be two or more: the largest
+    /// power of two not above their number and `max_order`, or a smaller one if that cannot
+    /// be had (and then `max_order` comes down to it). Returns whether it got one.
     fn refill(&mut self) -> bool {
-        let mut order = self.wanted.min(1 << BLOCK_ORDER).ilog2();
+        debug_assert!(self.wanted > 1);
+        let mut order = self.wanted.ilog2().min(self.max_order);
         while order > 0 {
-            // Tried once, quietly, and given up on without reclaim or the OOM killer: single
-            // pages are the fallback, with their own, stronger, retries.
-            let flags = bindings::GFP_KERNEL_ACCOUNT
+            // Tried once, quietly, without direct reclaim: a block is worth having only if it
+            // is there. Single pages are the fallback, with the allocator's usual retries.
+            let flags = (bindings::GFP_KERNEL_ACCOUNT
+                & !(1 << bindings::___GFP_DIRECT_RECLAIM_BIT))
                 | bindings::__GFP_ZERO
                 | bindings::__GFP_NOWARN
                 | (1 << bindings::___GFP_NORETRY_BIT);
-            // SAFETY: `alloc_pages` may sleep with these flags; we are in process context.
+            // SAFETY: `alloc_pages` does not sleep with these flags, and may be called here,
+            // in process context.
             let page = unsafe { bindings::alloc_pages(flags, order) };
             if !page.is_null() {
                 // SAFETY: `page` is a new, non-compound order-`order` allocation of which we
@@ -123,14 +130,16 @@ impl<const ORDER: u32> FrameSource<ORDER> {
                 self.wanted -= 1 << order;
                 return true;
             }
+            // INVARIANT: smaller than `BLOCK_ORDER` still.
             order -= 1;
+            self.max_order = order;
         }
         false
     }
 
     /// The next frame: from the current block, a new one, or an allocation of its own.
     pub(crate) fn next(&mut self) -> Result<Frame<ORDER>, AllocError> {
-        if self.left == 0 && !(self.blocks && self.wanted > 1 && self.refill()) {
+        if self.left == 0 && !(self.max_order > 0 && self.wanted > 1 && self.refill()) {
             self.wanted = self.wanted.saturating_sub(1);
             return Frame::alloc_zeroed();
         }
@@ -139,8 +148,9 @@ impl<const ORDER: u32> FrameSource<ORDER> {
         // allocation (the struct pages of a block are contiguous in the vmemmap).
         self.next = unsafe { page.add(1) };
         self.left -= 1;
-        // INVARIANT: the page's reference moves to the frame. `ORDER` is 0 (`blocks` is
-        // false for other orders), so an order-0 page is an order-`ORDER` allocation.
+        // INVARIANT: the page's reference moves to the frame. `ORDER` is 0 (`max_order` is
+        // 0 for other orders, so they have no blocks), so an order-0 page is an
+        // order-`ORDER` allocation.
         Ok(Frame {
             // SAFETY: a block's pages are non-null.
             page: unsafe { NonNull::new_unchecked(page) },
@@ -151,7 +161,7 @@ impl<const ORDER: u32> FrameSource<ORDER> {
 impl<const ORDER: u32> Drop for FrameSource<ORDER> {
     fn drop(&mut self) {
         // The pages of the block not handed out, freed one by one as the frames they were
-        // to become.
+        // to become (`next` allocates nothing while `left` > 0).
         while self.left > 0 {
             drop(self.next());
         }
@@ -248,6 +258,7 @@ unsafe impl<const ORDER: u32> ForeignOwnable for Frame<ORDER> {
 #[kunit_tests(rust_pagefault_demo_frame)]
 mod tests {
     use super::*;
+    use kernel::page::PAGE_SIZE;
 
     /// `pfn` against the direct map: on x86-64 every page has an address there, at
     /// `page_offset_base` plus its physical address, and `kmap_local_page` returns it.
@@ -280,15 +291,16 @@ mod tests {
         // SAFETY: `page` is a live page; the mapping is undone right below, on this CPU.
         let va = unsafe { bindings::kmap_local_page(page) };
         // SAFETY: `va` maps the page's `PAGE_SIZE` bytes, which nothing else writes meanwhile.
-        let bytes = unsafe { core::slice::from_raw_parts(va.cast::<u8>(), 4096) };
+        let bytes = unsafe { core::slice::from_raw_parts(va.cast::<u8>(), PAGE_SIZE) };
         let zero = bytes.iter().all(|&b| b == 0);
         // SAFETY: `va` was mapped just above by `kmap_local_page`.
         unsafe { bindings::kunmap_local(va) };
         zero
     }
 
-    /// Eight frames wanted: one block of eight consecutive zeroed pages (memory is plentiful
-    /// while KUnit runs at boot), each an independent page with one reference, the frame's.
+    /// Eight frames wanted: one block of eight consecutive zeroed pages, each an independent
+    /// page with one reference, the frame's. (The suite runs at every load of the module; a
+    /// 2 GiB test VM has free blocks of eight pages then, even after its stress runs.)
     #[test]
     fn a_source_hands_out_a_block_as_independent_zeroed_pages() -> Result {
         let mut source = FrameSource::<0>::new(8, true);
@@ -320,10 +332,12 @@ mod tests {
         for _ in 0..3 {
             frames.push(source.next()?, GFP_KERNEL)?;
         }
-        let first = frames[0].page.as_ptr();
-        // SAFETY: the block's pages are `first..first + 8`, live while the source or a frame
-        // holds them; the source still holds the last five.
-        let rest: [*mut bindings::page; 5] = core::array::from_fn(|i| unsafe { first.add(3 + i) });
+        // A block of eight, five of them still the source's: only then are the pages below
+        // ours to touch (the assertion ends the test before that otherwise).
+        assert_eq!(source.left, 5);
+        let first = source.next;
+        // SAFETY: the source's five pages are `first..first + 5`, live while it holds them.
+        let rest: [*mut bindings::page; 5] = core::array::from_fn(|i| unsafe { first.add(i) });
         for &page in &rest {
             // SAFETY: `page` is live (the source's reference); ours is dropped below.
             unsafe { bindings::atomic_inc(&raw mut (*page)._refcount) };
@@ -344,7 +358,7 @@ mod tests {
         let mut source = FrameSource::<0>::new(4, false);
         let (a, b) = (source.next()?, source.next()?);
         assert!(source.left == 0 && refs(a.page.as_ptr()) == 1 && refs(b.page.as_ptr()) == 1);
-        let mut huge = FrameSource::<{ super::super::HUGE_ORDER }>::new(2, true);
+        let mut huge = FrameSource::<{ crate::vm::HUGE_ORDER }>::new(2, true);
         let frame = huge.next()?;
         assert!(huge.left == 0 && zeroed(frame.page.as_ptr()));
         Ok(())
